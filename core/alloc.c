@@ -1,0 +1,71 @@
+/* The single allocation wrapper of txm. Failure injection (tests) is per thread. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local unsigned long fail_countdown; /* 0 = off; 1 = the next allocation fails */
+static _Thread_local bool fail_sticky;
+static _Thread_local bool fail_tripped;
+static _Thread_local unsigned long alloc_count;
+
+void txm__alloc_fail_after(unsigned long n, bool sticky)
+{
+    fail_countdown = n;
+    fail_sticky = sticky;
+    fail_tripped = false;
+}
+
+unsigned long txm__alloc_count(void) { return alloc_count; }
+
+static bool should_fail(void)
+{
+    alloc_count++;
+    if (fail_tripped)
+        return fail_sticky;
+    if (fail_countdown == 0)
+        return false;
+    if (--fail_countdown == 0) {
+        fail_tripped = true;
+        return true;
+    }
+    return false;
+}
+
+void *txm__malloc(size_t n)
+{
+    if (should_fail())
+        return NULL;
+    return malloc(n ? n : 1);
+}
+
+void *txm__calloc(size_t count, size_t size)
+{
+    if (should_fail())
+        return NULL;
+    return calloc(count ? count : 1, size ? size : 1);
+}
+
+void *txm__realloc(void *p, size_t n)
+{
+    if (should_fail())
+        return NULL;
+    return realloc(p, n ? n : 1);
+}
+
+void txm__free(void *p) { free(p); }
+
+char *txm__strndup(const char *s, size_t n)
+{
+    char *d;
+    if (!s)
+        return NULL;
+    d = txm__malloc(n + 1);
+    if (!d)
+        return NULL;
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+char *txm__strdup(const char *s) { return s ? txm__strndup(s, strlen(s)) : NULL; }

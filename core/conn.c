@@ -1,0 +1,355 @@
+/* Connections: open/close, statements, locks, stats, logging. The transaction state machine is in
+ * tx.c; this file turns API calls into application ops and hands them to it. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* The driver's connection state lives in the same allocation, right after txm_conn, so a driver
+ * callback that only has its txm_driver_conn can reach the connection (for logging). */
+#define DC_OFFSET ((sizeof(txm_conn) + 15u) & ~(size_t)15u)
+
+static txm_conn *conn_of(txm_driver_conn *dc) { return (txm_conn *)(void *)((char *)dc - DC_OFFSET); }
+
+int txm_open_options_init(txm_open_options *opts, unsigned version)
+{
+    static const txm_open_options def = TXM_OPEN_OPTIONS_INIT;
+    if (!opts)
+        return txm__err(TXM_EINVALID, "txm_open_options_init: options are NULL");
+    if (version != TXM_OPEN_OPTIONS_VERSION)
+        return txm__err(TXM_EINVALID, "txm_open_options_init: unknown version %u (this txm knows %u)", version,
+                        (unsigned)TXM_OPEN_OPTIONS_VERSION);
+    *opts = def;
+    return 0;
+}
+
+static void vlog(txm_conn *c, txm_log_level level, const char *fmt, va_list ap)
+{
+    char buf[1024];
+    if (!c || !c->opts.log || level > c->opts.log_level)
+        return;
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    c->opts.log(level, buf, c->opts.log_payload);
+}
+
+void txm__log(txm_conn *c, txm_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(c, level, fmt, ap);
+    va_end(ap);
+}
+
+void txm_driver_log(txm_driver_conn *dc, txm_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    if (!dc)
+        return;
+    va_start(ap, fmt);
+    vlog(conn_of(dc), level, fmt, ap);
+    va_end(ap);
+}
+
+static void list_drivers(char *buf, size_t size)
+{
+    static const char *const known[] = {"sqlite", "postgresql", "mysql"};
+    size_t i, off = 0;
+    buf[0] = '\0';
+    for (i = 0; i < sizeof known / sizeof known[0]; i++) {
+        if (txm_driver_find(known[i])) {
+            int n = snprintf(buf + off, size - off, "%s%s", off ? ", " : "", known[i]);
+            if (n < 0 || (size_t)n >= size - off)
+                break;
+            off += (size_t)n;
+        }
+    }
+    if (!off)
+        txm__strlcpy(buf, "none", size);
+}
+
+int txm_open(txm_conn **out, const char *url, const txm_open_options *opts)
+{
+    static const txm_open_options def = TXM_OPEN_OPTIONS_INIT;
+    char scheme[32];
+    const txm_driver *drv;
+    txm_url *u = NULL;
+    txm_conn *c;
+    int rc;
+
+    if (out)
+        *out = NULL;
+    if (!out)
+        return txm__err(TXM_EINVALID, "txm_open: out is NULL");
+    if (!url)
+        return txm__err(TXM_EINVALID, "txm_open: url is NULL");
+    if (opts && opts->version != TXM_OPEN_OPTIONS_VERSION)
+        return txm__err(TXM_EINVALID, "txm_open: open options have unknown version %u (this txm knows %u)",
+                        opts->version, (unsigned)TXM_OPEN_OPTIONS_VERSION);
+    if (txm__url_scheme(url, scheme, sizeof scheme) != 0)
+        return txm__err(TXM_EINVALID, "txm_open: URL has no scheme (expected e.g. sqlite:path, postgresql://..., mysql://...)");
+    drv = txm_driver_find(scheme);
+    if (!drv) {
+        char names[128];
+        list_drivers(names, sizeof names);
+        return txm__err(TXM_ENOTFOUND, "txm_open: no driver for URL scheme '%s' (built-in drivers: %s)", scheme, names);
+    }
+    rc = txm__url_parse(&u, url);
+    if (rc)
+        return rc;
+    c = txm__calloc(1, DC_OFFSET + drv->conn_size);
+    if (!c) {
+        txm__url_free(u);
+        return txm__err(TXM_ENOMEM, "txm_open: out of memory");
+    }
+    c->drv = drv;
+    c->dc = (txm_driver_conn *)(void *)((char *)c + DC_OFFSET);
+    c->dc->driver = drv;
+    c->url = u;
+    c->opts = opts ? *opts : def;
+    txm__hooks_init(&c->captured);
+    rc = drv->open(c->dc, u);
+    if (rc) {
+        txm_err_rec saved;
+        txm__err_copy(&saved, txm_error_last());
+        drv->close(c->dc);
+        txm__url_free(u);
+        txm__free(c);
+        if (saved.pub.code != rc || saved.message[0] == '\0')
+            return txm__err(rc, "txm_open: the %s driver could not connect: %s", drv->name, txm_strerror(rc));
+        txm__err_copy(txm__err_tls(), &saved.pub);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void txm_close(txm_conn *c)
+{
+    size_t i;
+    if (!c)
+        return;
+    txm__tx_close_all(c);
+    c->drv->close(c->dc);
+    for (i = 0; i < c->levels_cap; i++)
+        txm__free(c->levels[i]);
+    txm__free(c->levels);
+    txm__hooks_discard(&c->captured);
+    txm__free(c->ops);
+    txm__url_free(c->url);
+    txm__free(c);
+}
+
+const char *txm_driver_name(const txm_conn *c) { return c ? c->drv->name : ""; }
+unsigned txm_capabilities(const txm_conn *c) { return c ? c->drv->caps : 0; }
+
+void txm_stats_get(const txm_conn *c, txm_stats *out)
+{
+    if (!out)
+        return;
+    if (!c) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    *out = c->stats;
+}
+
+void txm_stats_reset(txm_conn *c)
+{
+    if (c)
+        memset(&c->stats, 0, sizeof c->stats);
+}
+
+/* Validates a statement and builds its op. On success *rewritten may hold a heap copy of the SQL
+ * that the caller frees after the run. */
+static int prepare_stmt(txm_conn *c, const char *who, const char *sql, const txm_value *params, size_t n,
+                        txm_op *op, char **rewritten)
+{
+    const char *kw;
+    size_t count = 0, i;
+    int rc;
+
+    *rewritten = NULL;
+    if (!c)
+        return txm__err(TXM_EINVALID, "%s: connection is NULL", who);
+    if (!sql)
+        return txm__err(TXM_EINVALID, "%s: sql is NULL", who);
+    if (n > 0 && !params)
+        return txm__err(TXM_EINVALID, "%s: %zu parameters announced but params is NULL", who, n);
+    for (i = 0; i < n; i++) {
+        const txm_value *v = &params[i];
+        if (v->type < TXM_T_NULL || v->type > TXM_T_BLOB)
+            return txm__err(TXM_EINVALID, "%s: parameter %zu has an unknown type %d", who, i + 1, (int)v->type);
+        if ((v->type == TXM_T_TEXT || v->type == TXM_T_BLOB) && !v->u.buf.ptr && v->u.buf.len)
+            return txm__err(TXM_EINVALID, "%s: parameter %zu has length %zu but a NULL pointer", who, i + 1,
+                            v->u.buf.len);
+    }
+    kw = txm__sql_tx_control(sql, c->drv->dialect);
+    if (kw)
+        return txm__err(TXM_EMISUSE,
+                        "%s: transaction control statement '%s' refused: use txm_begin/txm_commit/txm_rollback so "
+                        "txm's savepoint stack and hooks stay correct",
+                        who, kw);
+    rc = txm__sql_placeholders(sql, c->drv->placeholders, c->drv->dialect, rewritten, &count);
+    if (rc)
+        return rc;
+    if (count != n) {
+        txm__free(*rewritten);
+        *rewritten = NULL;
+        return txm__err(TXM_EINVALID, "%s: the statement has %zu placeholder%s but %zu parameter%s given", who,
+                        count, count == 1 ? "" : "s", n, n == 1 ? " was" : "s were");
+    }
+    memset(op, 0, sizeof *op);
+    op->kind = TXM_OP_STATEMENT;
+    op->sql = *rewritten ? *rewritten : sql;
+    op->sql_len = strlen(op->sql);
+    op->params = params;
+    op->nparams = n;
+    op->affected = -1;
+    return 0;
+}
+
+int txm_exec(txm_conn *c, const char *sql, const txm_value *params, size_t n, int64_t *affected_out)
+{
+    txm_op op;
+    char *rw;
+    int rc;
+    if (affected_out)
+        *affected_out = -1;
+    rc = prepare_stmt(c, "txm_exec", sql, params, n, &op, &rw);
+    if (rc)
+        return rc;
+    rc = txm__run_app_op(c, &op);
+    txm__free(rw);
+    if (rc == 0 && affected_out)
+        *affected_out = op.affected;
+    return rc;
+}
+
+int txm_query(txm_rows **out, txm_conn *c, const char *sql, const txm_value *params, size_t n)
+{
+    txm_op op;
+    char *rw;
+    int rc;
+    if (out)
+        *out = NULL;
+    if (!out)
+        return txm__err(TXM_EINVALID, "txm_query: out is NULL");
+    rc = prepare_stmt(c, "txm_query", sql, params, n, &op, &rw);
+    if (rc)
+        return rc;
+    op.sink = txm__sink_new();
+    if (!op.sink) {
+        txm__free(rw);
+        return txm__err(TXM_ENOMEM, "txm_query: out of memory");
+    }
+    rc = txm__run_app_op(c, &op);
+    txm__free(rw);
+    if (rc) {
+        txm__sink_free(op.sink);
+        return rc;
+    }
+    *out = txm__sink_to_rows(op.sink);
+    if (!*out)
+        return txm__err(TXM_ENOMEM, "txm_query: out of memory");
+    return 0;
+}
+
+int txm_query_i64(txm_conn *c, int64_t *out, const char *sql, const txm_value *params, size_t n)
+{
+    txm_rows *r = NULL;
+    int rc;
+    if (out)
+        *out = 0;
+    if (!out)
+        return txm__err(TXM_EINVALID, "txm_query_i64: out is NULL");
+    rc = txm_query(&r, c, sql, params, n);
+    if (rc)
+        return rc;
+    if (!txm_rows_next(r)) {
+        txm_rows_free(r);
+        return txm__err(TXM_ENOTFOUND, "txm_query_i64: the query returned no row");
+    }
+    if (txm_rows_columns(r) == 0 || txm_rows_is_null(r, 0)) {
+        txm_rows_free(r);
+        return txm__err(TXM_ENOTFOUND, "txm_query_i64: the first column of the first row is NULL");
+    }
+    *out = txm_rows_get_i64(r, 0);
+    txm_rows_free(r);
+    return 0;
+}
+
+static int lock_op(txm_conn *c, const char *who, const char *key, unsigned flags, int timeout_ms, txm_op_kind kind)
+{
+    txm_op op;
+    if (!c)
+        return txm__err(TXM_EINVALID, "%s: connection is NULL", who);
+    if (!key || !key[0])
+        return txm__err(TXM_EINVALID, "%s: key is NULL or empty", who);
+    if (flags & ~(unsigned)(TXM_LOCK_SHARED | TXM_LOCK_TX))
+        return txm__err(TXM_EINVALID, "%s: unknown flags 0x%x", who, flags);
+    if (!(c->drv->caps & TXM_CAP_ADVISORY_LOCKS))
+        return txm__err(TXM_ENOTSUPPORTED, "%s: the %s driver has no advisory locks", who, c->drv->name);
+    if ((flags & TXM_LOCK_SHARED) && !(c->drv->caps & TXM_CAP_SHARED_LOCKS))
+        return txm__err(TXM_ENOTSUPPORTED, "%s: the %s driver has no shared advisory locks", who, c->drv->name);
+    if ((flags & TXM_LOCK_TX) && c->depth == 0)
+        return txm__err(TXM_EMISUSE, "%s: transaction-scoped lock '%s' needs an open transaction", who, key);
+    if (kind == TXM_OP_UNLOCK && (flags & TXM_LOCK_TX))
+        return txm__err(TXM_EMISUSE, "%s: transaction-scoped lock '%s' is released when the transaction ends", who,
+                        key);
+    memset(&op, 0, sizeof op);
+    op.kind = kind;
+    op.key = key;
+    op.lock_flags = flags;
+    op.timeout_ms = timeout_ms;
+    op.affected = -1;
+    return txm__run_app_op(c, &op);
+}
+
+int txm_lock(txm_conn *c, const char *key, unsigned flags, int timeout_ms)
+{
+    return lock_op(c, "txm_lock", key, flags, timeout_ms, TXM_OP_LOCK);
+}
+
+int txm_unlock(txm_conn *c, const char *key, unsigned flags)
+{
+    return lock_op(c, "txm_unlock", key, flags, 0, TXM_OP_UNLOCK);
+}
+
+int txm_cancel(txm_conn *c)
+{
+    if (!c)
+        return txm__err(TXM_EINVALID, "txm_cancel: connection is NULL");
+    if (!c->drv->cancel)
+        return txm__err(TXM_ENOTSUPPORTED, "txm_cancel: the %s driver cannot cancel statements", c->drv->name);
+    return c->drv->cancel(c->dc);
+}
+
+int txm_reconnect(txm_conn *c)
+{
+    int rc;
+    if (!c)
+        return txm__err(TXM_EINVALID, "txm_reconnect: connection is NULL");
+    if (c->depth > 0)
+        return txm__err(TXM_EMISUSE, "txm_reconnect: %zu transaction level(s) still open; roll them back first",
+                        c->depth);
+    if (!c->drv->reconnect)
+        return txm__err(TXM_ENOTSUPPORTED, "txm_reconnect: the %s driver cannot reconnect", c->drv->name);
+    rc = c->drv->reconnect(c->dc);
+    if (rc == 0) {
+        c->broken = false;
+        c->server_in_tx = false;
+    }
+    return rc;
+}
+
+int txm_resolve_outcome(txm_conn *c, txm_outcome *out)
+{
+    if (out)
+        *out = TXM_OUTCOME_UNKNOWN;
+    if (!c || !out)
+        return txm__err(TXM_EINVALID, "txm_resolve_outcome: %s is NULL", c ? "out" : "connection");
+    if (!c->drv->resolve_outcome)
+        return txm__err(TXM_ENOTSUPPORTED, "txm_resolve_outcome: the %s driver cannot resolve commit outcomes",
+                        c->drv->name);
+    return c->drv->resolve_outcome(c->dc, out);
+}

@@ -1,0 +1,163 @@
+/* Internal interfaces of the txm core. Not installed; tests include it to reach internals. */
+#ifndef TXM_INTERNAL_H
+#define TXM_INTERNAL_H
+
+#include "txm.h"
+#include "txm/driver.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TXM_INTERNAL __attribute__((visibility("hidden")))
+
+/* ---- alloc.c: every allocation goes through here so failure injection reaches every site ---- */
+TXM_INTERNAL void *txm__malloc(size_t n);
+TXM_INTERNAL void *txm__calloc(size_t count, size_t size);
+TXM_INTERNAL void *txm__realloc(void *p, size_t n);
+TXM_INTERNAL void txm__free(void *p);
+TXM_INTERNAL char *txm__strdup(const char *s);
+TXM_INTERNAL char *txm__strndup(const char *s, size_t n);
+/* Failure injection (tests): the n-th allocation from now (1 = next) fails, and every one after it
+ * while `sticky`. n = 0 disables. Thread-local. */
+TXM_INTERNAL void txm__alloc_fail_after(unsigned long n, bool sticky);
+TXM_INTERNAL unsigned long txm__alloc_count(void); /* allocations attempted by this thread */
+
+/* ---- error.c ---- */
+#define TXM_ERR_MSG_MAX 512
+#define TXM_ERR_NAME_MAX 128
+
+/* A self-contained error (its strings live inside it). Copy with txm__err_copy only. */
+typedef struct txm_err_rec {
+    txm_error pub;
+    char message[TXM_ERR_MSG_MAX];
+    char sqlstate[6];
+    char constraint_name[TXM_ERR_NAME_MAX];
+    char table_name[TXM_ERR_NAME_MAX];
+    char column_name[TXM_ERR_NAME_MAX];
+    char schema_name[TXM_ERR_NAME_MAX];
+    char detail[TXM_ERR_MSG_MAX];
+} txm_err_rec;
+
+TXM_INTERNAL void txm__err_init(txm_err_rec *r);                       /* code OK, all strings "" */
+TXM_INTERNAL void txm__err_copy(txm_err_rec *dst, const txm_error *src); /* cause not copied */
+/* The thread's record (also its cause record). */
+TXM_INTERNAL txm_err_rec *txm__err_tls(void);
+TXM_INTERNAL txm_err_rec *txm__err_tls_cause(void);
+/* Sets the thread's last error: code, message, no details, no cause. Returns code. */
+TXM_INTERNAL int txm__err(int code, const char *fmt, ...) TXM_PRINTF(2, 3);
+TXM_INTERNAL int txm__verr(int code, const char *fmt, va_list ap);
+/* Sets the thread's last error to `code` with message, and cause = a copy of `cause`. */
+TXM_INTERNAL int txm__err_with_cause(int code, const txm_error *cause, const char *fmt, ...) TXM_PRINTF(3, 4);
+/* Incremented whenever the thread's last error is set (detects whether a hook reported one). */
+TXM_INTERNAL unsigned long txm__err_seq(void);
+/* Safe bounded copy; always NUL-terminates; "" for NULL src. */
+TXM_INTERNAL void txm__strlcpy(char *dst, const char *src, size_t size);
+
+/* ---- url.c ---- */
+/* Parses `s` into a heap txm_url (free with txm__url_free). TXM_EINVALID with a message that
+ * never contains the password. Forms: scheme://[user[:pass]@]host[:port][/path][?k=v&...] and
+ * scheme:opaque[?k=v&...]; a bracketed IPv6 host is accepted. */
+TXM_INTERNAL int txm__url_parse(txm_url **out, const char *s);
+TXM_INTERNAL void txm__url_free(txm_url *u);
+/* The scheme of `s` (letters, digits, + - .) copied into buf, or TXM_EINVALID. */
+TXM_INTERNAL int txm__url_scheme(const char *s, char *buf, size_t size);
+
+/* ---- sql.c ---- */
+/* Scans `sql` for `?` placeholders outside literals/identifiers/comments (per `dialect`) and, for
+ * TXM_PH_DOLLAR, rewrites them to $1..$n. *out is a heap string (or NULL when style is QMARK and
+ * no rewrite is needed: use sql as is). *count receives the number of placeholders.
+ * TXM_EINVALID for an unterminated literal/comment (message names the offset). */
+TXM_INTERNAL int txm__sql_placeholders(const char *sql, txm_placeholder_style style, unsigned dialect,
+                                       char **out, size_t *count);
+/* If the first keyword of `sql` (after comments/whitespace/parentheses) is a transaction control
+ * keyword (BEGIN, START, COMMIT, END, ROLLBACK, SAVEPOINT, RELEASE, ABORT), returns it
+ * (static, upper-case), else NULL. "START" counts only when followed by TRANSACTION. */
+TXM_INTERNAL const char *txm__sql_tx_control(const char *sql, unsigned dialect);
+
+/* ---- registry.c ---- */
+TXM_INTERNAL void txm__registry_init_builtin(void); /* idempotent, thread-safe */
+
+/* ---- rows.c ---- */
+struct txm_sink;
+TXM_INTERNAL txm_sink *txm__sink_new(void);
+TXM_INTERNAL void txm__sink_free(txm_sink *s);
+/* Turns a filled sink into rows (the sink is consumed). */
+TXM_INTERNAL txm_rows *txm__sink_to_rows(txm_sink *s);
+
+/* ---- retry.c ---- */
+/* Full-jitter backoff: rand in [0, min(cap, base * 2^(attempt-1))] using *state (xorshift64*). */
+TXM_INTERNAL uint64_t txm__backoff_us(unsigned attempt, unsigned base_us, unsigned cap_us, uint64_t *state);
+TXM_INTERNAL uint64_t txm__rand_next(uint64_t *state);
+TXM_INTERNAL uint64_t txm__now_us(void);
+TXM_INTERNAL void txm__sleep_us(uint64_t us);
+
+/* ---- hooks.c ---- */
+typedef struct txm_hook {
+    struct txm_hook *next;
+    txm_hook_cb fn;
+    void *payload;
+    void (*free_payload)(void *);
+} txm_hook;
+typedef struct txm_hook_list {
+    txm_hook *head;
+    txm_hook **tail;
+    size_t count;
+} txm_hook_list;
+TXM_INTERNAL void txm__hooks_init(txm_hook_list *l);
+TXM_INTERNAL int txm__hooks_push(txm_hook_list *l, txm_hook_cb fn, void *payload, void (*free_payload)(void *));
+TXM_INTERNAL void txm__hooks_append(txm_hook_list *dst, txm_hook_list *src); /* moves; src becomes empty */
+TXM_INTERNAL void txm__hooks_discard(txm_hook_list *l);                     /* frees payloads */
+/* Runs and frees every hook (the list is detached first, so hooks may register new ones).
+ * Returns the number that failed; the first failure's error is copied into *first_err. */
+TXM_INTERNAL size_t txm__hooks_run(txm_hook_list *l, txm_conn *c, txm_err_rec *first_err);
+
+/* ---- conn.c / tx.c ---- */
+struct txm_tx {
+    txm_conn *conn;
+    unsigned depth;        /* 1 = outermost (baseline counts) */
+    unsigned sp_level;     /* savepoint number when nested and not joined */
+    unsigned flags;        /* TXM_TX_* */
+    txm_tx_options opts;
+    bool active;
+    bool owns_sp;          /* outermost (BEGIN) or nested non-join (SAVEPOINT) */
+    bool started;          /* BEGIN/SAVEPOINT has been executed on the server */
+    bool release_pending;  /* committed; its RELEASE waits for the parent's next statement */
+    bool failed;
+    bool baseline;         /* the test baseline level */
+    unsigned long gen;     /* incremented at every txm_begin that reuses this object */
+    txm_err_rec fail_err;  /* why it failed */
+    txm_hook_list on_commit;
+    txm_hook_list on_rollback;
+};
+
+struct txm_conn {
+    const txm_driver *drv;
+    txm_driver_conn *dc;
+    txm_url *url;
+    txm_open_options opts;
+    txm_tx **levels;       /* levels[0] is outermost; pooled, freed at close */
+    size_t depth;          /* open levels including the baseline */
+    size_t levels_cap;
+    bool has_baseline;
+    bool server_in_tx;     /* BEGIN executed and not ended, per txm's model */
+    bool broken;           /* connection lost: only rollback/close/reconnect */
+    /* Savepoint number whose RELEASE waits for the next statement (0 = none). At most one can be
+     * pending: releasing level k also releases every deeper savepoint, so a newer pending RELEASE
+     * always supersedes an older one. */
+    unsigned pending_release;
+    txm_hook_list captured; /* baseline: on-commit hooks captured for txm_test_run_hooks */
+    txm_stats stats;
+    txm_op *ops;           /* reusable batch buffer */
+    size_t ops_cap;
+};
+
+/* Rolls back every open level, the baseline included (txm_close). */
+TXM_INTERNAL void txm__tx_close_all(txm_conn *c);
+/* Runs one application op (statement or lock) with whatever control ops are pending. */
+TXM_INTERNAL int txm__run_app_op(txm_conn *c, txm_op *op);
+/* Logs through the connection's callback. */
+TXM_INTERNAL void txm__log(txm_conn *c, txm_log_level level, const char *fmt, ...) TXM_PRINTF(3, 4);
+
+#endif /* TXM_INTERNAL_H */

@@ -1,0 +1,138 @@
+/* txm_retry: whole-transaction retry with full-jitter capped exponential backoff. */
+#include "internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <time.h>
+
+uint64_t txm__now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void txm__sleep_us(uint64_t us)
+{
+    struct timespec ts, rem;
+    ts.tv_sec = (time_t)(us / 1000000u);
+    ts.tv_nsec = (long)(us % 1000000u) * 1000L;
+    while (nanosleep(&ts, &rem) == -1 && errno == EINTR)
+        ts = rem;
+}
+
+uint64_t txm__rand_next(uint64_t *state)
+{
+    /* xorshift64*: small, fast, good enough for jitter (not for secrets). */
+    uint64_t x = *state ? *state : 0x9E3779B97F4A7C15ull;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+uint64_t txm__backoff_us(unsigned attempt, unsigned base_us, unsigned cap_us, uint64_t *state)
+{
+    uint64_t bound = base_us;
+    unsigned i;
+    if (attempt == 0)
+        attempt = 1;
+    for (i = 1; i < attempt && bound < cap_us; i++)
+        bound <<= 1; /* stops doubling at the cap, so it cannot overflow */
+    if (bound > cap_us)
+        bound = cap_us;
+    if (bound == 0)
+        return 0;
+    return txm__rand_next(state) % (bound + 1);
+}
+
+int txm_retry_policy_init(txm_retry_policy *p, unsigned version)
+{
+    static const txm_retry_policy def = TXM_RETRY_POLICY_INIT;
+    if (!p)
+        return txm__err(TXM_EINVALID, "txm_retry_policy_init: policy is NULL");
+    if (version != TXM_RETRY_POLICY_VERSION)
+        return txm__err(TXM_EINVALID, "txm_retry_policy_init: unknown version %u (this txm knows %u)", version,
+                        (unsigned)TXM_RETRY_POLICY_VERSION);
+    *p = def;
+    return 0;
+}
+
+static bool is_retryable(const txm_error *e, unsigned retry_on)
+{
+    int code = e->code;
+    if (code == TXM_ETX_ABORTED && e->cause)
+        code = e->cause->code; /* a swallowed deadlock surfaces at COMMIT as an aborted transaction */
+    switch (code) {
+    case TXM_EDEADLOCK:
+        return (retry_on & TXM_RETRY_DEADLOCK) != 0;
+    case TXM_ESERIALIZATION:
+        return (retry_on & TXM_RETRY_SERIALIZATION) != 0;
+    case TXM_ELOCK_TIMEOUT:
+        return (retry_on & TXM_RETRY_LOCK_TIMEOUT) != 0;
+    default:
+        return false;
+    }
+}
+
+static uint64_t seed_from_env(const void *addr)
+{
+    uint64_t s = txm__now_us() ^ ((uint64_t)(uintptr_t)addr << 17) ^ (uint64_t)(uintptr_t)pthread_self();
+    return s ? s : 1;
+}
+
+int txm_retry(txm_conn *c, const txm_retry_policy *p, txm_body_cb body, void *payload)
+{
+    static const txm_retry_policy def = TXM_RETRY_POLICY_INIT;
+    txm_err_rec last;
+    uint64_t rng, start;
+    unsigned attempt;
+    int rc = 0;
+
+    if (!c)
+        return txm__err(TXM_EINVALID, "txm_retry: connection is NULL");
+    if (!body)
+        return txm__err(TXM_EINVALID, "txm_retry: body is NULL");
+    if (!p)
+        p = &def;
+    if (p->version != TXM_RETRY_POLICY_VERSION)
+        return txm__err(TXM_EINVALID, "txm_retry: retry policy has unknown version %u (this txm knows %u)",
+                        p->version, (unsigned)TXM_RETRY_POLICY_VERSION);
+    if (p->max_attempts == 0)
+        return txm__err(TXM_EINVALID, "txm_retry: max_attempts must be at least 1");
+    if (txm_depth(c) > 0)
+        return txm__err(TXM_EMISUSE,
+                        "txm_retry: a transaction is already open (depth %d); retrying an inner part would not "
+                        "undo the outer transaction's work",
+                        txm_depth(c));
+    rng = p->seed ? p->seed : seed_from_env(c);
+    start = txm__now_us();
+    for (attempt = 1;; attempt++) {
+        rc = txm_atomic(c, p->tx, body, payload);
+        if (rc == 0)
+            return 0;
+        txm__err_copy(&last, txm_error_last());
+        if (last.pub.code != rc) {
+            /* The body returned a code without setting the error record: describe it. */
+            txm__err_init(&last);
+            last.pub.code = rc;
+            txm__strlcpy(last.message, txm_strerror(rc), sizeof last.message);
+        } else if (txm_error_last()->cause) {
+            last.pub.cause = txm_error_last()->cause; /* thread record, valid until the next error */
+        }
+        if (!is_retryable(&last.pub, p->retry_on))
+            return rc;
+        if (attempt >= p->max_attempts)
+            return rc;
+        {
+            uint64_t delay = txm__backoff_us(attempt, p->base_delay_us, p->max_delay_us, &rng);
+            if (p->deadline_ms && txm__now_us() + delay - start >= (uint64_t)p->deadline_ms * 1000u)
+                return rc; /* the next attempt could not start within the budget */
+            if (p->before_retry)
+                p->before_retry(attempt, &last.pub, p->payload);
+            c->stats.retries++;
+            txm__sleep_us(delay);
+        }
+    }
+}
