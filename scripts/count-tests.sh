@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Counts individual tests in meson test logs (meson-logs/<logbase>.txt).
+#
+#   scripts/count-tests.sh LOG...    prints "PASSED FAILED SKIPPED" (three integers) on stdout and,
+#                                    on stderr, one line per test that failed only in a way
+#                                    Criterion does not count (see below)
+#
+# Per meson test block:
+#  - A Criterion executable prints "Synthesis: Tested: T | Passing: P | Failing: F | Crashing: C".
+#    Criterion's "Failing" already includes the crashed tests (Tested = Passing + Failing, seen
+#    with Criterion 2.4), so passed += P and failed += T - P.
+#  - Criterion records a test's verdict before its worker process exits, so a LeakSanitizer report
+#    at the worker's exit, or a crash in .fini ("crashed during its setup or teardown"), leaves
+#    the test "passing". Each such report moves one test from passed to failed.
+#  - If the executable failed (non-zero exit, signal, timeout) but no test was counted as failed,
+#    one failure is added: something went wrong outside any test.
+#  - A block without a Synthesis line is one test judged by meson's result: exit status 0 passes,
+#    77 is skipped, anything else fails.
+set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: $0 MESON-TESTLOG.txt..." >&2; exit 2; }
+
+awk '
+function flush(   extra) {
+    if (!inblock) return
+    if (syn) {
+        extra = (teardown > leaks) ? teardown : leaks
+        if (extra > p) extra = p
+        P += p - extra
+        F += (t - p) + extra
+        if (res != "exit status 0" && t - p + extra == 0) {
+            F++
+            printf "FAILED outside any test: %s (%s)\n", name, res > "/dev/stderr"
+        }
+    } else if (res == "exit status 0") {
+        P++
+    } else if (res == "exit status 77" || res ~ /^SKIP/) {
+        S++
+    } else {
+        F++
+    }
+    inblock = 0
+}
+function num(s) { gsub(/[^0-9]/, "", s); return s + 0 }
+{ gsub(/\033\[[0-9;]*m/, "") }
+/^=+ [0-9]+\/[0-9]+ =+$/ {
+    flush()
+    inblock = 1; syn = 0; t = 0; p = 0; leaks = 0; teardown = 0; res = ""; name = ""
+    next
+}
+!inblock { next }
+/^Summary of Failures:/ { flush(); next }
+/^test: / && name == "" { name = $0; sub(/^test: */, "", name); next }
+/^result: / && res == "" { res = $0; sub(/^result: */, "", res); next }
+/Synthesis: Tested:/ {
+    s = $0; sub(/.*Synthesis: */, "", s)
+    n = split(s, a, "|")
+    for (i = 1; i <= n; i++) {
+        if (a[i] ~ /Tested/) t += num(a[i])
+        else if (a[i] ~ /Passing/) p += num(a[i])
+    }
+    syn = 1
+    next
+}
+/ERROR: LeakSanitizer: detected memory leaks/ {
+    leaks++
+    printf "LEAK in %s\n", name > "/dev/stderr"
+    next
+}
+/crashed during its setup or teardown/ {
+    teardown++
+    printf "%s: %s\n", name, $0 > "/dev/stderr"
+    next
+}
+END { flush(); printf "%d %d %d\n", P, F, S }
+' "$@"

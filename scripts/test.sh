@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Everything the tests need, from a fresh Debian 12 machine (as root) to one summary line:
+#
+#   1. installs the packages the build and tests need (apt-get update only if one is missing)
+#   2. builds build/ (debugoptimized)
+#   3. starts throwaway PostgreSQL 15 and MariaDB servers on 127.0.0.1 (free non-default ports,
+#      data in a mktemp directory) and exports TXM_TEST_PG_URL and TXM_TEST_MYSQL_URL
+#   4. runs every meson test suite in build/
+#   5. builds build-sanitize/ with -Db_sanitize=address,undefined and runs every suite again
+#   6. stops both servers by pid (a trap does it on failure and interrupt too) and prints
+#      "N passed, N failed" over both runs, counting individual Criterion tests
+#
+# Exit status: 0 only if every test passed in both trees and both servers started.
+#
+# Concurrency: tests in suites 'postgresql' and 'mysql' share one database per server, so they
+# run one meson test at a time (--num-processes 1; each Criterion binary also runs --jobs 1).
+# Everything else (SQLite, unit, fake driver) runs first with --num-processes 2. A test that
+# talks to a server must therefore carry suite 'postgresql' or 'mysql'.
+#
+# Environment: TXM_TEST_KEEP=1 keeps the temporary directory (server data and logs);
+# TXM_TEST_SKIP_SANITIZE=1 skips step 5 (local use only: CI runs everything);
+# TXM_TEST_TIMEOUT_MULTIPLIER (default 3) and TXM_TEST_SANITIZE_TIMEOUT_MULTIPLIER (default 6).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+# shellcheck source=lib.sh
+. scripts/lib.sh
+
+# Packages: build, tests, servers. The fuzz harness's needs are added here as they are requested.
+PKGS=(meson ninja-build pkg-config gcc libc6-dev clang libcriterion-dev
+    libpq-dev libmariadb-dev libsqlite3-dev postgresql-15 mariadb-server)
+
+t_start=$SECONDS
+t_phase=$SECONDS
+timings=()
+phase_done() {
+    local secs=$((SECONDS - t_phase))
+    timings+=("$1: ${secs}s")
+    printf '== %s done in %ss\n' "$1" "$secs" >&2
+    t_phase=$SECONDS
+}
+section() { printf '\n========== %s ==========\n' "$*" >&2; }
+
+tmp=""
+total_pass=0
+total_fail=0
+total_skip=0
+servers_ok=0
+
+print_server_logs() {
+    local f
+    for f in "$tmp/pg/server.log" "$tmp/mysql/error.log" "$tmp/mysql/mariadbd.out"; do
+        [ -s "$f" ] || continue
+        printf '\n---- last lines of %s ----\n' "$f" >&2
+        tail -n 40 "$f" >&2 || true
+    done
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    set +e
+    if [ -n "$tmp" ]; then
+        bash scripts/pg-server.sh stop "$tmp/pg" >&2
+        bash scripts/mariadb-server.sh stop "$tmp/mysql" >&2
+        [ "$rc" -ne 0 ] && print_server_logs
+        if [ "${TXM_TEST_KEEP:-0}" = 1 ]; then
+            echo "kept $tmp" >&2
+        else
+            rm -rf "$tmp"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT
+trap 'echo "terminated" >&2; exit 143' TERM
+
+# ---- 1. packages ---------------------------------------------------------------------------
+section "packages"
+txm_need_pkgs "${PKGS[@]}"
+phase_done "install packages"
+
+# ---- 2. build ------------------------------------------------------------------------------
+# configure DIR [meson options]: a fresh setup, or a reconfigure of an existing tree.
+configure() {
+    local dir=$1
+    shift
+    if [ -f "$dir/build.ninja" ]; then
+        meson setup --reconfigure "$dir" "$@"
+    else
+        [ -d "$dir/meson-private" ] && rm -rf "$dir"
+        meson setup "$dir" "$@"
+    fi
+    ninja -C "$dir"
+}
+
+section "build (build/)"
+configure build
+phase_done "build"
+
+# ---- 3. servers ----------------------------------------------------------------------------
+section "servers"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/txm-test.XXXXXX")
+chmod 755 "$tmp" # user postgres must reach $tmp/pg
+pg_url=$(bash scripts/pg-server.sh start "$tmp/pg" | tail -n 1) || {
+    echo "error: PostgreSQL did not start" >&2
+    exit 1
+}
+my_url=$(bash scripts/mariadb-server.sh start "$tmp/mysql" | tail -n 1) || {
+    echo "error: MariaDB did not start" >&2
+    exit 1
+}
+case "$pg_url" in postgresql://*) ;; *) echo "error: bad PostgreSQL URL" >&2; exit 1 ;; esac
+case "$my_url" in mysql://*) ;; *) echo "error: bad MariaDB URL" >&2; exit 1 ;; esac
+export TXM_TEST_PG_URL=$pg_url
+export TXM_TEST_MYSQL_URL=$my_url
+servers_ok=1
+phase_done "start servers"
+
+# ---- 4/5. tests ----------------------------------------------------------------------------
+# run_tree DIR LABEL MULTIPLIER: two meson test runs (local suites in parallel, server suites one
+# at a time), then counts. Sets run_rc non-zero if meson reported a failure.
+run_rc=0
+run_tree() {
+    local dir=$1 label=$2 mult=$3 rc counts p f s
+    local common=(-C "$dir" --no-rebuild --print-errorlogs --timeout-multiplier "$mult")
+    rm -f "$dir"/meson-logs/testlog-local.* "$dir"/meson-logs/testlog-servers.*
+    section "tests: $label, local suites"
+    rc=0
+    meson test "${common[@]}" --num-processes 2 --no-suite postgresql --no-suite mysql \
+        --logbase testlog-local </dev/null || rc=$?
+    [ "$rc" -eq 0 ] || run_rc=1
+    section "tests: $label, server suites (postgresql, mysql; one at a time)"
+    rc=0
+    meson test "${common[@]}" --num-processes 1 --suite postgresql --suite mysql \
+        --logbase testlog-servers </dev/null || rc=$?
+    [ "$rc" -eq 0 ] || run_rc=1
+    local logs=()
+    for f in "$dir/meson-logs/testlog-local.txt" "$dir/meson-logs/testlog-servers.txt"; do
+        [ -f "$f" ] && logs+=("$f")
+    done
+    if [ "${#logs[@]}" -eq 0 ]; then
+        echo "error: $label: no meson test log was written" >&2
+        run_rc=1
+        return 0
+    fi
+    counts=$(bash scripts/count-tests.sh "${logs[@]}")
+    read -r p f s <<<"$counts"
+    printf '%s: %s passed, %s failed, %s skipped\n' "$label" "$p" "$f" "$s" >&2
+    total_pass=$((total_pass + p))
+    total_fail=$((total_fail + f))
+    total_skip=$((total_skip + s))
+}
+
+run_tree build "plain build" "${TXM_TEST_TIMEOUT_MULTIPLIER:-3}"
+phase_done "tests (plain)"
+
+if [ "${TXM_TEST_SKIP_SANITIZE:-0}" != 1 ]; then
+    section "build (build-sanitize/: ASan + UBSan)"
+    configure build-sanitize -Db_sanitize=address,undefined -Db_lundef=false
+    phase_done "build (sanitizers)"
+    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    # abort_on_error: a leak found when a test's process exits makes Criterion name the test
+    # ("crashed during its setup or teardown"); count-tests.sh counts it as a failure.
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1
+    run_tree build-sanitize "ASan+UBSan build" "${TXM_TEST_SANITIZE_TIMEOUT_MULTIPLIER:-6}"
+    unset UBSAN_OPTIONS ASAN_OPTIONS
+    phase_done "tests (sanitizers)"
+fi
+
+# ---- 6. stop servers and summarise ---------------------------------------------------------
+bash scripts/pg-server.sh stop "$tmp/pg" >&2
+bash scripts/mariadb-server.sh stop "$tmp/mysql" >&2
+phase_done "stop servers"
+
+{
+    echo
+    echo "timings: ${timings[*]/%/;} total: $((SECONDS - t_start))s"
+    [ "$total_skip" -eq 0 ] || echo "skipped: $total_skip"
+    [ "$run_rc" -eq 0 ] || echo "meson test reported failures (see above)"
+} >&2
+if [ "$total_pass" -eq 0 ] && [ "$total_fail" -eq 0 ]; then
+    echo "error: no test ran" >&2
+    total_fail=1
+fi
+echo "$total_pass passed, $total_fail failed"
+[ "$servers_ok" = 1 ] && [ "$run_rc" -eq 0 ] && [ "$total_fail" -eq 0 ]

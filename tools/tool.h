@@ -1,0 +1,13 @@
+/* Subcommands of the `txm` command (tools/txm.c dispatches). Each returns the process exit status. */
+#ifndef TXM_TOOL_H
+#define TXM_TOOL_H
+
+#include <stddef.h>
+
+/* txm demo [--url URL]: tells the library's stories on a real database (tools/demo.c). */
+int txm_tool_demo(int argc, char **argv);
+
+/* Copies `url` to buf with the password (if any) replaced by "***". */
+void txm_tool_redact(const char *url, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,179 @@
+/*
+ * txm — command-line front end of the txm library.
+ *
+ *   txm demo [--url URL]      the library's stories on a real database (default: a SQLite file in
+ *                             a fresh temporary directory, removed afterwards)
+ *   txm conformance URL [ARGS...]
+ *                             runs the driver conformance suite against URL (execs the
+ *                             txm-conformance test binary with TXM_TEST_URL=URL; ARGS go to it,
+ *                             e.g. --filter 'hooks/<name>' --verbose)
+ *   txm version               library version and the drivers built in
+ *   txm help                  this text
+ */
+#include "tool.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "txm.h"
+#include "txm_config.h"
+
+static const char usage_text[] =
+    "usage: txm <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  demo [--url URL]         run the library's stories on a real database; without --url an\n"
+    "                           embedded SQLite file in a fresh temporary directory is used\n"
+    "                           (URL: postgresql://user:pass@host:port/db, mysql://..., sqlite:PATH)\n"
+    "                           --url-env VAR takes the URL from $VAR (unset: exit 77, skipped)\n"
+    "  conformance URL [ARGS]   run the driver conformance suite against URL; ARGS are passed to\n"
+    "                           the Criterion test binary (e.g. --filter 'hooks/*' --verbose).\n"
+    "                           The binary is found next to the build tree or via\n"
+    "                           TXM_CONFORMANCE_BIN\n"
+    "  version                  print the library version and the drivers built in\n"
+    "  help                     print this text\n";
+
+void txm_tool_redact(const char *url, char *buf, size_t size)
+{
+    const char *scheme_end, *at, *colon;
+    if (size == 0)
+        return;
+    snprintf(buf, size, "%s", url ? url : "");
+    if (!url)
+        return;
+    scheme_end = strstr(url, "://");
+    if (!scheme_end)
+        return;
+    at = strchr(scheme_end + 3, '@');
+    if (!at)
+        return;
+    colon = memchr(scheme_end + 3, ':', (size_t)(at - (scheme_end + 3)));
+    if (!colon)
+        return;
+    snprintf(buf, size, "%.*s:***%s", (int)(colon - url), url, at);
+}
+
+static int cmd_version(void)
+{
+    printf("txm %s\n", txm_version());
+    printf("drivers:%s%s%s\n", TXM_HAVE_SQLITE ? " sqlite" : "", TXM_HAVE_PG ? " postgresql" : "",
+           TXM_HAVE_MYSQL ? " mysql" : "");
+    return 0;
+}
+
+static int is_executable(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+/* Finds the conformance binary: $TXM_CONFORMANCE_BIN, else relative to this executable
+ * (build tree: build/tools/txm -> build/tests/conformance/txm-conformance; installed: next to txm
+ * or in ../libexec/txm). Writes the places looked at into `tried` for the error message. */
+static int find_conformance(char *out, size_t size, char *tried, size_t tried_size)
+{
+    static const char *const rel[] = {
+        "../tests/conformance/txm-conformance",
+        "txm-conformance",
+        "../libexec/txm/txm-conformance",
+    };
+    const char *env = getenv("TXM_CONFORMANCE_BIN");
+    char self[PATH_MAX];
+    ssize_t n;
+    size_t used = 0, i;
+    char *slash;
+
+    tried[0] = '\0';
+    if (env && *env) {
+        snprintf(tried, tried_size, "%s (TXM_CONFORMANCE_BIN)", env);
+        if (!is_executable(env))
+            return -1;
+        snprintf(out, size, "%s", env);
+        return 0;
+    }
+    n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) {
+        snprintf(tried, tried_size, "(cannot locate the txm executable: set TXM_CONFORMANCE_BIN)");
+        return -1;
+    }
+    self[n] = '\0';
+    slash = strrchr(self, '/');
+    if (slash)
+        *slash = '\0';
+    for (i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        int w = snprintf(out, size, "%s/%s", self, rel[i]);
+        if (w < 0 || (size_t)w >= size)
+            continue;
+        if (used < tried_size) {
+            int t = snprintf(tried + used, tried_size - used, "%s%s", used ? ", " : "", out);
+            if (t > 0)
+                used += (size_t)t;
+        }
+        if (is_executable(out))
+            return 0;
+    }
+    return -1;
+}
+
+static int cmd_conformance(int argc, char **argv)
+{
+    char bin[PATH_MAX], tried[3 * PATH_MAX + 64], shown[1024];
+    char **args;
+    int i;
+
+    if (argc < 2 || argv[1][0] == '-') {
+        fprintf(stderr, "usage: txm conformance URL [CRITERION-ARGS...]\n");
+        return 2;
+    }
+    if (find_conformance(bin, sizeof bin, tried, sizeof tried) != 0) {
+        fprintf(stderr,
+                "txm conformance: the conformance test binary was not found (looked at: %s).\n"
+                "Build it (meson with Criterion installed builds tests/conformance/txm-conformance)"
+                " or set TXM_CONFORMANCE_BIN to its path.\n",
+                tried);
+        return 127;
+    }
+    if (setenv("TXM_TEST_URL", argv[1], 1) != 0) {
+        perror("txm conformance: setenv");
+        return 1;
+    }
+    txm_tool_redact(argv[1], shown, sizeof shown);
+    fprintf(stderr, "txm conformance: %s against %s\n", bin, shown);
+    fflush(NULL);
+    args = calloc((size_t)argc + 1, sizeof *args);
+    if (!args) {
+        fprintf(stderr, "txm conformance: out of memory\n");
+        return 1;
+    }
+    args[0] = bin;
+    for (i = 2; i < argc; i++)
+        args[i - 1] = argv[i];
+    args[argc - 1] = NULL;
+    execv(bin, args);
+    fprintf(stderr, "txm conformance: cannot run %s: %s\n", bin, strerror(errno));
+    free(args);
+    return 126;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : "help";
+
+    if (strcmp(cmd, "demo") == 0)
+        return txm_tool_demo(argc - 1, argv + 1);
+    if (strcmp(cmd, "conformance") == 0)
+        return cmd_conformance(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
+        return cmd_version();
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    fprintf(stderr, "txm: unknown command '%s'\n\n%s", cmd, usage_text);
+    return 2;
+}
