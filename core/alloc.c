@@ -1,6 +1,7 @@
 /* The single allocation wrapper of txm. Failure injection (tests) is per thread. */
 #include "internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,8 @@ void *txm__calloc(size_t count, size_t size)
 {
     if (should_fail())
         return NULL;
+    if (size && count > SIZE_MAX / size)
+        return NULL; /* overflow: fail like glibc, without tripping ASan's calloc-overflow abort */
     return calloc(count ? count : 1, size ? size : 1);
 }
 

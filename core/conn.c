@@ -85,8 +85,9 @@ int txm_open(txm_conn **out, const char *url, const txm_open_options *opts)
     if (opts && opts->version != TXM_OPEN_OPTIONS_VERSION)
         return txm__err(TXM_EINVALID, "txm_open: open options have unknown version %u (this txm knows %u)",
                         opts->version, (unsigned)TXM_OPEN_OPTIONS_VERSION);
-    if (txm__url_scheme(url, scheme, sizeof scheme) != 0)
-        return txm__err(TXM_EINVALID, "txm_open: URL has no scheme (expected e.g. sqlite:path, postgresql://..., mysql://...)");
+    rc = txm__url_scheme(url, scheme, sizeof scheme);
+    if (rc)
+        return rc; /* the message says what is wrong with the scheme */
     drv = txm_driver_find(scheme);
     if (!drv) {
         char names[128];

@@ -66,8 +66,8 @@ TXM_INTERNAL int txm__url_scheme(const char *s, char *buf, size_t size);
 
 /* ---- sql.c ---- */
 /* Scans `sql` for `?` placeholders outside literals/identifiers/comments (per `dialect`) and, for
- * TXM_PH_DOLLAR, rewrites them to $1..$n. *out is a heap string (or NULL when style is QMARK and
- * no rewrite is needed: use sql as is). *count receives the number of placeholders.
+ * TXM_PH_DOLLAR, rewrites them to $1..$n. *out is a heap string, or NULL when no rewrite is needed
+ * (QMARK, or DOLLAR without placeholders): then use sql as is. *count receives the number of placeholders.
  * TXM_EINVALID for an unterminated literal/comment (message names the offset). */
 TXM_INTERNAL int txm__sql_placeholders(const char *sql, txm_placeholder_style style, unsigned dialect,
                                        char **out, size_t *count);
