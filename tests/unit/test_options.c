@@ -1,0 +1,62 @@
+/* Versioned options structs: *_init rejects unknown versions and copies the *_INIT defaults. */
+#include <criterion/criterion.h>
+#include <criterion/new/assert.h>
+
+#include <string.h>
+
+#include "internal.h"
+
+Test(options, tx_options)
+{
+    const txm_tx_options def = TXM_TX_OPTIONS_INIT;
+    txm_tx_options o;
+    memset(&o, 0xAB, sizeof o);
+    cr_expect(eq(int, txm_tx_options_init(&o, 0), TXM_EINVALID));
+    cr_expect(strstr(txm_error_last()->message, "version") != NULL, "%s", txm_error_last()->message);
+    cr_expect(eq(int, txm_tx_options_init(&o, 99), TXM_EINVALID));
+    cr_expect(eq(int, txm_tx_options_init(NULL, TXM_TX_OPTIONS_VERSION), TXM_EINVALID));
+    cr_assert(eq(int, txm_tx_options_init(&o, TXM_TX_OPTIONS_VERSION), 0));
+    cr_expect(eq(u32, o.version, def.version));
+    cr_expect(eq(u32, o.version, (unsigned)TXM_TX_OPTIONS_VERSION));
+    cr_expect(eq(u32, o.flags, def.flags));
+    cr_expect(eq(int, (int)o.isolation, (int)def.isolation));
+}
+
+Test(options, retry_policy)
+{
+    const txm_retry_policy def = TXM_RETRY_POLICY_INIT;
+    txm_retry_policy p;
+    memset(&p, 0xAB, sizeof p);
+    cr_expect(eq(int, txm_retry_policy_init(&p, 0), TXM_EINVALID));
+    cr_expect(strstr(txm_error_last()->message, "version") != NULL, "%s", txm_error_last()->message);
+    cr_expect(eq(int, txm_retry_policy_init(&p, 99), TXM_EINVALID));
+    cr_expect(eq(int, txm_retry_policy_init(NULL, TXM_RETRY_POLICY_VERSION), TXM_EINVALID));
+    cr_assert(eq(int, txm_retry_policy_init(&p, TXM_RETRY_POLICY_VERSION), 0));
+    cr_expect(eq(u32, p.version, (unsigned)TXM_RETRY_POLICY_VERSION));
+    cr_expect(eq(u32, p.max_attempts, def.max_attempts));
+    cr_expect(eq(u32, p.base_delay_us, def.base_delay_us));
+    cr_expect(eq(u32, p.max_delay_us, def.max_delay_us));
+    cr_expect(eq(u32, p.deadline_ms, def.deadline_ms));
+    cr_expect(eq(u32, p.retry_on, def.retry_on));
+    cr_expect(eq(ptr, (void *)p.tx, (void *)def.tx));
+    cr_expect(p.before_retry == def.before_retry);
+    cr_expect(eq(ptr, p.payload, def.payload));
+    cr_expect(eq(u64, p.seed, def.seed));
+    cr_expect(ge(u32, p.max_attempts, 1u));
+}
+
+Test(options, open_options)
+{
+    const txm_open_options def = TXM_OPEN_OPTIONS_INIT;
+    txm_open_options o;
+    memset(&o, 0xAB, sizeof o);
+    cr_expect(eq(int, txm_open_options_init(&o, 0), TXM_EINVALID));
+    cr_expect(strstr(txm_error_last()->message, "version") != NULL, "%s", txm_error_last()->message);
+    cr_expect(eq(int, txm_open_options_init(&o, 99), TXM_EINVALID));
+    cr_expect(eq(int, txm_open_options_init(NULL, TXM_OPEN_OPTIONS_VERSION), TXM_EINVALID));
+    cr_assert(eq(int, txm_open_options_init(&o, TXM_OPEN_OPTIONS_VERSION), 0));
+    cr_expect(eq(u32, o.version, (unsigned)TXM_OPEN_OPTIONS_VERSION));
+    cr_expect(o.log == def.log);
+    cr_expect(eq(ptr, o.log_payload, def.log_payload));
+    cr_expect(eq(int, (int)o.log_level, (int)def.log_level));
+}
