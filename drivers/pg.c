@@ -1,0 +1,1514 @@
+/*
+ * PostgreSQL driver (libpq). See docs/driver-postgresql.md for URLs, types, the error table,
+ * advisory lock keys and how commit outcomes are resolved.
+ *
+ * Flights. run() sends every op with PQsendQueryParams in libpq pipeline mode (unnamed
+ * statements: it works through pgbouncer in transaction pooling mode), ends the batch with ONE
+ * PQpipelineSync and then reads the results: one network round trip per run, however many
+ * control statements (BEGIN, SAVEPOINT, RELEASE) travel in front of the application statement.
+ * After a failed statement the server skips the rest of the batch (PGRES_PIPELINE_ABORTED) until
+ * the sync, so ops after a failure are "not executed", as the driver contract requires.
+ *
+ * Errors are classified by SQLSTATE (pg_states below), never by message text. Connection errors
+ * at connect time have no PGresult: libpq is put in verbose error mode before it connects, and
+ * the SQLSTATE is taken from the fixed "SEVERITY:  CODE: " layout of its message.
+ *
+ * Passwords: libpq messages may quote connection parameters. Every message this driver produces
+ * names the URL by its redacted form and has every occurrence of the password (decoded and as
+ * written in the URL) replaced by "***".
+ */
+#include "internal.h"
+
+#include <libpq-fe.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <locale.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+extern TXM_INTERNAL const txm_driver txm__driver_pg;
+
+/* Built-in type OIDs (catalog/pg_type.dat); fixed forever. */
+#define PG_OID_BOOL 16
+#define PG_OID_BYTEA 17
+#define PG_OID_INT8 20
+#define PG_OID_INT2 21
+#define PG_OID_INT4 23
+#define PG_OID_OID 26
+#define PG_OID_FLOAT4 700
+#define PG_OID_FLOAT8 701
+
+/* PostgreSQL caches 64 subtransaction ids per backend (PGPROC_MAX_CACHED_SUBXIDS); past that
+ * every snapshot has to consult pg_subtrans and throughput collapses. Warn well before. */
+#define PG_SUBXACT_WARN 48
+#define PG_MAX_PARAMS 65535
+/* resolve_outcome waits this long for a transaction that is still "in progress" (the old
+ * backend has not noticed yet that its client is gone). */
+#define PG_RESOLVE_WAIT_MS 5000
+#define PG_MAX_SECRETS 8
+
+/* ---- SQLSTATE -> category ------------------------------------------------------------------
+ * Exact codes first, then whole classes (two characters). Everything else is TXM_ERROR.
+ * TX_LOST: after this error the server has rolled back (or will only roll back) the whole
+ * transaction; txm then poisons every level. */
+#define LOST TXM_ERRF_TX_LOST
+static const struct pg_state {
+    const char *state;
+    int code;
+    unsigned flags;
+} pg_states[] = {
+    {"23505", TXM_EUNIQUE, 0},
+    {"23503", TXM_EFOREIGN_KEY, 0},
+    {"23001", TXM_EFOREIGN_KEY, 0}, /* restrict_violation */
+    {"23502", TXM_ENOT_NULL, 0},
+    {"23514", TXM_ECHECK, 0},
+    {"44000", TXM_ECHECK, 0}, /* WITH CHECK OPTION of a view */
+    {"23P01", TXM_EEXCLUSION, 0},
+    {"40P01", TXM_EDEADLOCK, LOST},
+    {"40001", TXM_ESERIALIZATION, LOST},
+    {"40003", TXM_ECOMMIT_UNKNOWN, LOST}, /* statement_completion_unknown */
+    {"55P03", TXM_ELOCK_TIMEOUT, 0},
+    {"57014", TXM_ECANCELED, 0},
+    {"25P02", TXM_ETX_ABORTED, 0},
+    {"25006", TXM_EREAD_ONLY, 0},
+    {"25P03", TXM_ECONNECTION, LOST}, /* idle_in_transaction_session_timeout (FATAL) */
+    {"25P04", TXM_ECONNECTION, LOST}, /* transaction_timeout (FATAL, PostgreSQL 17) */
+    {"08007", TXM_ECOMMIT_UNKNOWN, LOST}, /* transaction_resolution_unknown */
+    {"57P01", TXM_ECONNECTION, LOST}, /* admin_shutdown, pg_terminate_backend */
+    {"57P02", TXM_ECONNECTION, LOST}, /* crash_shutdown */
+    {"57P03", TXM_ECONNECTION, LOST}, /* cannot_connect_now */
+    {"57P04", TXM_ECONNECTION, LOST}, /* database_dropped */
+    {"57P05", TXM_ECONNECTION, LOST}, /* idle_session_timeout */
+    {"53300", TXM_ECONNECTION, LOST}, /* too_many_connections */
+    {"42501", TXM_EAUTH, 0},          /* insufficient_privilege */
+    {"3D000", TXM_ENOTFOUND, 0},      /* invalid_catalog_name: no such database */
+    {"3F000", TXM_ESYNTAX, 0},        /* invalid_schema_name: undefined schema */
+    {"08", TXM_ECONNECTION, LOST},
+    {"22", TXM_EDATA, 0},
+    {"28", TXM_EAUTH, 0},
+    {"0L", TXM_EAUTH, 0}, /* invalid grantor */
+    {"0P", TXM_EAUTH, 0}, /* invalid role specification */
+    {"40", TXM_ERROR, LOST},
+    {"42", TXM_ESYNTAX, 0},
+};
+#undef LOST
+
+static const struct pg_state *pg_state_find(const char *st)
+{
+    size_t i;
+    if (!st || strlen(st) != 5)
+        return NULL;
+    for (i = 0; i < sizeof pg_states / sizeof pg_states[0]; i++) {
+        if (strlen(pg_states[i].state) == 5 && memcmp(pg_states[i].state, st, 5) == 0)
+            return &pg_states[i];
+    }
+    for (i = 0; i < sizeof pg_states / sizeof pg_states[0]; i++) {
+        if (strlen(pg_states[i].state) == 2 && memcmp(pg_states[i].state, st, 2) == 0)
+            return &pg_states[i];
+    }
+    return NULL;
+}
+
+/* ---- connection state ---------------------------------------------------------------------- */
+
+typedef enum pg_role {
+    Q_MAIN, /* the statement that is the op */
+    Q_XID,  /* pg_current_xact_id_if_assigned() in front of COMMIT */
+    Q_AUX   /* lock_timeout save/set/restore around an advisory lock */
+} pg_role;
+
+typedef struct pg_query {
+    size_t op;
+    pg_role role;
+} pg_query;
+
+typedef enum pg_xid_state {
+    XID_NONE = 0, /* no COMMIT sent yet */
+    XID_PENDING,  /* asked for, answer not received (connection lost first) */
+    XID_NULL,     /* the transaction had no xid: it wrote nothing */
+    XID_KNOWN     /* xid holds the transaction id */
+} pg_xid_state;
+
+typedef struct pg_conn {
+    txm_driver_conn base;
+    PGconn *conn;
+    char *conninfo; /* url->full: holds the password; used for reconnect and resolve_outcome only */
+    char *redacted; /* what messages quote */
+    char *secrets[PG_MAX_SECRETS]; /* scrubbed from every libpq/server message, longest first */
+    size_t nsecrets;
+    int server_version;
+
+    pthread_mutex_t cancel_mu; /* cancel() runs on another thread */
+    bool cancel_mu_ok;
+    PGcancel *cancel;
+
+    /* Batch buffers, grown on demand and kept. */
+    pg_query *q;
+    size_t qcap;
+    Oid *ptypes;
+    const char **pvalues;
+    int *plengths;
+    int *pformats;
+    size_t pcap;
+    char *pbuf; /* parameter bytes of one statement (libpq copies them when sending) */
+    size_t pbufcap;
+    const char **names;
+    txm_value *cells;
+    Oid *ctypes;
+    size_t ccap;
+    unsigned char *blob; /* decoded bytea of one row */
+    size_t blobcap;
+
+    /* Subtransaction guard: SAVEPOINTs sent in the current top-level transaction. */
+    unsigned tx_savepoints;
+    bool subxact_warned;
+
+    /* Commit outcome. */
+    bool outcome_pending; /* the last COMMIT ended with TXM_ECOMMIT_UNKNOWN */
+    pg_xid_state xid_state;
+    char xid[32];
+} pg_conn;
+
+static pg_conn *pgc(txm_driver_conn *dc) { return (pg_conn *)(void *)dc; }
+
+/* A failure, collected while the results of a batch are read and reported at the end. */
+typedef struct pg_fail {
+    bool set;
+    bool from_server; /* carries a SQLSTATE */
+    bool fatal;       /* severity FATAL/PANIC: the server closes the connection */
+    size_t op;
+    int code;
+    unsigned flags;
+    char sqlstate[6];
+    char message[TXM_ERR_MSG_MAX];
+    char constraint_name[TXM_ERR_NAME_MAX];
+    char table_name[TXM_ERR_NAME_MAX];
+    char column_name[TXM_ERR_NAME_MAX];
+    char schema_name[TXM_ERR_NAME_MAX];
+    char detail[TXM_ERR_MSG_MAX];
+} pg_fail;
+
+static void fail_init(pg_fail *f)
+{
+    f->set = f->from_server = f->fatal = false;
+    f->op = 0;
+    f->code = TXM_ERROR;
+    f->flags = 0;
+    f->sqlstate[0] = f->message[0] = f->constraint_name[0] = f->table_name[0] = '\0';
+    f->column_name[0] = f->schema_name[0] = f->detail[0] = '\0';
+}
+
+static int fail_report(const pg_fail *f)
+{
+    txm_error_detail d;
+    memset(&d, 0, sizeof d);
+    d.sqlstate = f->sqlstate;
+    d.constraint_name = f->constraint_name;
+    d.table_name = f->table_name;
+    d.column_name = f->column_name;
+    d.schema_name = f->schema_name;
+    d.detail = f->detail;
+    d.flags = f->flags;
+    return txm_driver_error(f->code, &d, "%s", f->message);
+}
+
+/* ---- secrets ----------------------------------------------------------------------------- */
+
+static int add_secret(pg_conn *pc, const char *s, size_t len)
+{
+    size_t i, j;
+    char *copy;
+    if (!s || len == 0 || pc->nsecrets == PG_MAX_SECRETS)
+        return 0;
+    for (i = 0; i < pc->nsecrets; i++) {
+        if (strlen(pc->secrets[i]) == len && memcmp(pc->secrets[i], s, len) == 0)
+            return 0;
+    }
+    copy = txm__strndup(s, len);
+    if (!copy)
+        return TXM_ENOMEM;
+    /* Keep longest first, so "p%40ss" is replaced before its prefix "p". */
+    for (i = 0; i < pc->nsecrets && strlen(pc->secrets[i]) >= len; i++)
+        ;
+    for (j = pc->nsecrets; j > i; j--)
+        pc->secrets[j] = pc->secrets[j - 1];
+    pc->secrets[i] = copy;
+    pc->nsecrets++;
+    return 0;
+}
+
+/* The raw value of query parameter `key` as written in the URL (not decoded). */
+static void add_raw_param_secret(pg_conn *pc, const char *full, const char *key)
+{
+    size_t klen = strlen(key);
+    const char *p = strchr(full, '?');
+    while (p) {
+        p++;
+        if (strncmp(p, key, klen) == 0 && p[klen] == '=') {
+            const char *v = p + klen + 1;
+            add_secret(pc, v, strcspn(v, "&"));
+        }
+        p = strchr(p, '&');
+    }
+}
+
+static int collect_secrets(pg_conn *pc, const txm_url *url)
+{
+    static const char *const keys[] = {"password", "sslpassword"};
+    const char *full = url->full ? url->full : "";
+    const char *auth = strstr(full, "://");
+    size_t i;
+    int rc = add_secret(pc, url->password, url->password ? strlen(url->password) : 0);
+    /* As written: everything between the first ':' of the authority and the last '@' (the URL
+     * parser masks the same span in `redacted`). */
+    if (!rc && auth) {
+        const char *at = strrchr(auth + 3, '@');
+        const char *colon = at ? memchr(auth + 3, ':', (size_t)(at - (auth + 3))) : NULL;
+        if (colon)
+            rc = add_secret(pc, colon + 1, (size_t)(at - colon - 1));
+    }
+    for (i = 0; !rc && i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v = txm_url_param_get(url, keys[i]);
+        rc = add_secret(pc, v, v ? strlen(v) : 0);
+        if (!rc)
+            add_raw_param_secret(pc, full, keys[i]);
+    }
+    return rc;
+}
+
+/* Copies src into dst replacing every secret by "***"; always NUL-terminates. */
+static void scrub(const pg_conn *pc, char *dst, size_t size, const char *src)
+{
+    size_t o = 0, k;
+    if (!size)
+        return;
+    if (!src)
+        src = "";
+    while (*src && o + 1 < size) {
+        size_t matched = 0;
+        for (k = 0; k < pc->nsecrets; k++) {
+            size_t l = strlen(pc->secrets[k]);
+            if (strncmp(src, pc->secrets[k], l) == 0) {
+                matched = l;
+                break;
+            }
+        }
+        if (matched) {
+            const char *m = "***";
+            while (*m && o + 1 < size)
+                dst[o++] = *m++;
+            src += matched;
+        } else {
+            dst[o++] = *src++;
+        }
+    }
+    dst[o] = '\0';
+}
+
+/* Trims trailing whitespace/newlines in place. */
+static void rtrim(char *s)
+{
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = '\0';
+}
+
+/* dst = a + b, truncated to size. */
+static void join(char *dst, size_t size, const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (!size)
+        return;
+    if (la >= size)
+        la = size - 1;
+    memmove(dst, a, la);
+    if (lb >= size - la)
+        lb = size - la - 1;
+    memmove(dst + la, b, lb);
+    dst[la + lb] = '\0';
+}
+
+/* ---- connecting -------------------------------------------------------------------------- */
+
+static const char *const pg_keywords[] = {"dbname", "client_encoding", "fallback_application_name", NULL};
+
+static int conninfo_int(PGconn *conn, const char *key, bool *multi_host)
+{
+    PQconninfoOption *opts = PQconninfo(conn), *o;
+    int v = 0;
+    if (!opts)
+        return 0;
+    for (o = opts; o->keyword; o++) {
+        if (o->val && strcmp(o->keyword, key) == 0)
+            v = atoi(o->val);
+        if (o->val && multi_host && (strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0) &&
+            strchr(o->val, ','))
+            *multi_host = true;
+    }
+    PQconninfoFree(opts);
+    return v;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Connects to pc->conninfo with client_encoding=UTF8. libpq runs in verbose error mode from the
+ * start, so a server's refusal (wrong password, no such database) carries its SQLSTATE.
+ * connect_timeout is honoured per host, as libpq does; when a host times out and others are
+ * listed, the attempt is repeated with libpq's own blocking loop, which moves on to the next
+ * host (its messages then lack the SQLSTATE). Returns NULL only when out of memory. */
+static PGconn *pg_connect(const pg_conn *pc)
+{
+    const char *values[4];
+    PGconn *conn;
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    bool multi_host = false;
+    int timeout_s;
+    int64_t deadline = 0;
+    char last_host[256] = "";
+
+    values[0] = pc->conninfo;
+    values[1] = "UTF8";
+    values[2] = "txm";
+    values[3] = NULL;
+    conn = PQconnectStartParams(pg_keywords, values, 1);
+    if (!conn || PQstatus(conn) == CONNECTION_BAD)
+        return conn;
+    PQsetErrorVerbosity(conn, PQERRORS_VERBOSE);
+    timeout_s = conninfo_int(conn, "connect_timeout", &multi_host);
+    if (timeout_s > 0 && timeout_s < 2)
+        timeout_s = 2; /* libpq's minimum */
+
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        struct pollfd pfd;
+        int wait_ms = -1, r;
+        if (timeout_s > 0) {
+            /* Restart the timer whenever libpq moves on to another host, as libpq does. */
+            char host[256];
+            snprintf(host, sizeof host, "%s:%s", PQhost(conn) ? PQhost(conn) : "", PQport(conn) ? PQport(conn) : "");
+            if (deadline == 0 || strcmp(host, last_host) != 0) {
+                deadline = now_ms() + (int64_t)timeout_s * 1000;
+                memcpy(last_host, host, sizeof host);
+            }
+            wait_ms = (int)(deadline - now_ms());
+            if (wait_ms < 0)
+                wait_ms = 0;
+        }
+        pfd.fd = PQsocket(conn);
+        pfd.events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+        pfd.revents = 0;
+        if (pfd.fd < 0)
+            break;
+        r = poll(&pfd, 1, wait_ms);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0) {
+            /* Timed out on this host. */
+            if (multi_host) {
+                PQfinish(conn);
+                conn = PQconnectdbParams(pg_keywords, values, 1);
+                if (conn)
+                    PQsetErrorVerbosity(conn, PQERRORS_VERBOSE);
+                return conn;
+            }
+            break;
+        }
+        st = PQconnectPoll(conn);
+    }
+    return conn;
+}
+
+/* Reports a failed connection attempt. `conn` may be NULL (out of memory). */
+static int connect_error(const pg_conn *pc, PGconn *conn, const char *verb)
+{
+    char raw[2048], msg[TXM_ERR_MSG_MAX], state[6] = "";
+    const char *line;
+    size_t o = 0;
+    txm_error_detail d;
+    int code = TXM_ECONNECTION;
+
+    if (!conn)
+        return txm_driver_error(TXM_ENOMEM, NULL, "cannot %s %s: out of memory", verb, pc->redacted);
+    if (PQstatus(conn) != CONNECTION_OK && PQerrorMessage(conn)[0] == '\0')
+        scrub(pc, raw, sizeof raw, "timeout expired");
+    else
+        scrub(pc, raw, sizeof raw, PQerrorMessage(conn));
+
+    /* Verbose libpq messages: "connection to server at ... failed: FATAL:  28P01: text\n"
+     * followed by "DETAIL:  ", "HINT:  ", "LOCATION:  " lines; client-side ones continue with a
+     * tab-indented line. Keep the main lines and continuations, drop the code and aux lines. */
+    msg[0] = '\0';
+    for (line = raw; *line;) {
+        size_t len = strcspn(line, "\n");
+        size_t word = strcspn(line, " :\t\n");
+        bool aux = word > 0 && word < len && line[word] == ':' && line[word + 1] == ' ' && line[word + 2] == ' ';
+        if (!aux) {
+            const char *p = line, *end = line + len;
+            bool cont = line[0] == '\t';
+            if (o && o + 2 < sizeof msg) {
+                msg[o++] = cont ? ' ' : ';';
+                if (!cont)
+                    msg[o++] = ' ';
+            }
+            if (cont)
+                p++;
+            while (p < end && o + 1 < sizeof msg) {
+                /* ":  XXXXX: " -> remember XXXXX, keep ":  " */
+                if (end - p >= 10 && p[0] == ':' && p[1] == ' ' && p[2] == ' ' && p[8] == ':' && p[9] == ' ') {
+                    int k, ok = 1;
+                    for (k = 3; k < 8; k++) {
+                        char ch = p[k];
+                        if (!((ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z')))
+                            ok = 0;
+                    }
+                    if (ok) {
+                        memcpy(state, p + 3, 5);
+                        state[5] = '\0';
+                        if (o + 3 < sizeof msg) {
+                            msg[o++] = ':';
+                            msg[o++] = ' ';
+                        }
+                        p += 10;
+                        continue;
+                    }
+                }
+                msg[o++] = *p++;
+            }
+            msg[o] = '\0';
+        }
+        line += len;
+        if (*line == '\n')
+            line++;
+    }
+    rtrim(msg);
+    if (state[0]) {
+        const struct pg_state *m = pg_state_find(state);
+        if (m && (m->code == TXM_EAUTH || m->code == TXM_ENOTFOUND))
+            code = m->code;
+    }
+    memset(&d, 0, sizeof d);
+    d.sqlstate = state;
+    return txm_driver_error(code, &d, "cannot %s %s: %s", verb, pc->redacted, msg[0] ? msg : "unknown libpq error");
+}
+
+static void pg_notice(void *arg, const PGresult *res)
+{
+    pg_conn *pc = arg;
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    char buf[TXM_ERR_MSG_MAX];
+    scrub(pc, buf, sizeof buf, PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+    txm_driver_log(&pc->base, sev && strcmp(sev, "WARNING") == 0 ? TXM_LOG_INFO : TXM_LOG_DEBUG, "PostgreSQL %s: %s",
+                   sev ? sev : "NOTICE", buf);
+}
+
+/* After a successful connect: pipeline mode, notice routing, a cancel handle. */
+static int pg_setup(pg_conn *pc)
+{
+    PGcancel *fresh, *old;
+    PQsetNoticeReceiver(pc->conn, pg_notice, pc);
+    if (PQpipelineStatus(pc->conn) == PQ_PIPELINE_OFF && !PQenterPipelineMode(pc->conn)) {
+        char buf[TXM_ERR_MSG_MAX];
+        scrub(pc, buf, sizeof buf, PQerrorMessage(pc->conn));
+        rtrim(buf);
+        return txm_driver_error(TXM_ECONNECTION, NULL, "%s: cannot enter libpq pipeline mode: %s", pc->redacted, buf);
+    }
+    pc->server_version = PQserverVersion(pc->conn);
+    fresh = PQgetCancel(pc->conn);
+    pthread_mutex_lock(&pc->cancel_mu);
+    old = pc->cancel;
+    pc->cancel = fresh;
+    pthread_mutex_unlock(&pc->cancel_mu);
+    if (old)
+        PQfreeCancel(old);
+    pc->tx_savepoints = 0;
+    pc->subxact_warned = false;
+    return 0;
+}
+
+static int pg_open(txm_driver_conn *dc, const txm_url *url)
+{
+    pg_conn *pc = pgc(dc);
+    if (pthread_mutex_init(&pc->cancel_mu, NULL) != 0)
+        return txm_driver_error(TXM_ENOMEM, NULL, "cannot create a mutex for the PostgreSQL connection");
+    pc->cancel_mu_ok = true;
+    pc->conninfo = txm__strdup(url->full ? url->full : "");
+    pc->redacted = txm__strdup(url->redacted ? url->redacted : "postgresql://");
+    if (!pc->conninfo || !pc->redacted || collect_secrets(pc, url))
+        return txm_driver_error(TXM_ENOMEM, NULL, "out of memory opening a PostgreSQL connection");
+    pc->conn = pg_connect(pc);
+    if (!pc->conn || PQstatus(pc->conn) != CONNECTION_OK)
+        return connect_error(pc, pc->conn, "connect to");
+    return pg_setup(pc);
+}
+
+static void pg_close(txm_driver_conn *dc)
+{
+    pg_conn *pc = pgc(dc);
+    size_t i;
+    if (pc->conn)
+        PQfinish(pc->conn);
+    pc->conn = NULL;
+    if (pc->cancel_mu_ok) {
+        pthread_mutex_lock(&pc->cancel_mu);
+        if (pc->cancel)
+            PQfreeCancel(pc->cancel);
+        pc->cancel = NULL;
+        pthread_mutex_unlock(&pc->cancel_mu);
+        pthread_mutex_destroy(&pc->cancel_mu);
+        pc->cancel_mu_ok = false;
+    }
+    for (i = 0; i < pc->nsecrets; i++)
+        txm__free(pc->secrets[i]);
+    pc->nsecrets = 0;
+    txm__free(pc->conninfo);
+    txm__free(pc->redacted);
+    txm__free(pc->q);
+    txm__free(pc->ptypes);
+    txm__free(pc->pvalues);
+    txm__free(pc->plengths);
+    txm__free(pc->pformats);
+    txm__free(pc->pbuf);
+    txm__free(pc->names);
+    txm__free(pc->cells);
+    txm__free(pc->ctypes);
+    txm__free(pc->blob);
+}
+
+static int pg_reconnect(txm_driver_conn *dc)
+{
+    pg_conn *pc = pgc(dc);
+    /* A fresh PGconn (rather than PQreset) goes through the same connect path as open. */
+    if (pc->conn)
+        PQfinish(pc->conn);
+    pc->conn = pg_connect(pc);
+    if (!pc->conn || PQstatus(pc->conn) != CONNECTION_OK) {
+        int rc = connect_error(pc, pc->conn, "reconnect to");
+        if (pc->conn)
+            PQfinish(pc->conn);
+        pc->conn = NULL;
+        return rc;
+    }
+    return pg_setup(pc);
+}
+
+static txm_tx_status pg_tx_status(txm_driver_conn *dc)
+{
+    pg_conn *pc = pgc(dc);
+    if (!pc->conn)
+        return TXM_TXS_UNKNOWN;
+    switch (PQtransactionStatus(pc->conn)) {
+    case PQTRANS_IDLE:
+        return TXM_TXS_IDLE;
+    case PQTRANS_INTRANS:
+        return TXM_TXS_ACTIVE;
+    case PQTRANS_INERROR:
+        return TXM_TXS_FAILED;
+    default: /* ACTIVE (a command in flight) or UNKNOWN (connection bad) */
+        return TXM_TXS_UNKNOWN;
+    }
+}
+
+static int pg_cancel(txm_driver_conn *dc)
+{
+    pg_conn *pc = pgc(dc);
+    char err[256], msg[256];
+    int rc = 0;
+    if (!pc->cancel_mu_ok)
+        return txm_driver_error(TXM_ECONNECTION, NULL, "cannot cancel: the PostgreSQL connection is not open");
+    pthread_mutex_lock(&pc->cancel_mu);
+    if (!pc->cancel) {
+        rc = txm_driver_error(TXM_ECONNECTION, NULL, "cannot cancel: the connection to %s is not open", pc->redacted);
+    } else if (!PQcancel(pc->cancel, err, (int)sizeof err)) {
+        scrub(pc, msg, sizeof msg, err);
+        rtrim(msg);
+        rc = txm_driver_error(TXM_ECONNECTION, NULL, "cancel request to %s failed: %s", pc->redacted, msg);
+    }
+    pthread_mutex_unlock(&pc->cancel_mu);
+    return rc;
+}
+
+/* ---- growing buffers --------------------------------------------------------------------- */
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    size_t n;
+    void *np;
+    if (need <= *cap)
+        return 0;
+    n = *cap ? *cap : 8;
+    while (n < need)
+        n *= 2;
+    np = txm__realloc(*p, n * elem);
+    if (!np)
+        return TXM_ENOMEM;
+    *p = np;
+    *cap = n;
+    return 0;
+}
+
+static int grow_params(pg_conn *pc, size_t n)
+{
+    size_t cap;
+    void *p;
+    if (n <= pc->pcap)
+        return 0;
+    cap = pc->pcap ? pc->pcap : 8;
+    while (cap < n)
+        cap *= 2;
+    if (!(p = txm__realloc(pc->ptypes, cap * sizeof(Oid))))
+        return TXM_ENOMEM;
+    pc->ptypes = p;
+    if (!(p = txm__realloc(pc->pvalues, cap * sizeof(char *))))
+        return TXM_ENOMEM;
+    pc->pvalues = p;
+    if (!(p = txm__realloc(pc->plengths, cap * sizeof(int))))
+        return TXM_ENOMEM;
+    pc->plengths = p;
+    if (!(p = txm__realloc(pc->pformats, cap * sizeof(int))))
+        return TXM_ENOMEM;
+    pc->pformats = p;
+    pc->pcap = cap;
+    return 0;
+}
+
+static int grow_cols(pg_conn *pc, size_t n)
+{
+    size_t cap;
+    void *p;
+    if (n <= pc->ccap)
+        return 0;
+    cap = pc->ccap ? pc->ccap : 8;
+    while (cap < n)
+        cap *= 2;
+    if (!(p = txm__realloc(pc->names, cap * sizeof(char *))))
+        return TXM_ENOMEM;
+    pc->names = p;
+    if (!(p = txm__realloc(pc->cells, cap * sizeof(txm_value))))
+        return TXM_ENOMEM;
+    pc->cells = p;
+    if (!(p = txm__realloc(pc->ctypes, cap * sizeof(Oid))))
+        return TXM_ENOMEM;
+    pc->ctypes = p;
+    pc->ccap = cap;
+    return 0;
+}
+
+/* ---- sending ----------------------------------------------------------------------------- */
+
+static void local_fail(pg_fail *f, size_t op, int code, const char *fmt, ...) TXM_PRINTF(4, 5);
+static void local_fail(pg_fail *f, size_t op, int code, const char *fmt, ...)
+{
+    va_list ap;
+    if (f->set)
+        return;
+    fail_init(f);
+    f->set = true;
+    f->op = op;
+    f->code = code;
+    va_start(ap, fmt);
+    vsnprintf(f->message, sizeof f->message, fmt, ap);
+    va_end(ap);
+}
+
+/* Queues one statement. On failure fills *lf (PQsendQueryParams fails only on a broken
+ * connection or when libpq is out of memory). */
+static int queue(pg_conn *pc, size_t *nq, size_t op, pg_role role, const char *sql, int nparams, const Oid *types,
+                 const char *const *values, const int *lengths, const int *formats, pg_fail *lf)
+{
+    if (grow((void **)&pc->q, &pc->qcap, *nq + 1, sizeof(pg_query))) {
+        local_fail(lf, op, TXM_ENOMEM, "out of memory queueing a PostgreSQL statement");
+        return TXM_ENOMEM;
+    }
+    if (!PQsendQueryParams(pc->conn, sql, nparams, types, values, lengths, formats, 0)) {
+        char buf[TXM_ERR_MSG_MAX];
+        bool bad = PQstatus(pc->conn) == CONNECTION_BAD;
+        scrub(pc, buf, sizeof buf, PQerrorMessage(pc->conn));
+        rtrim(buf);
+        local_fail(lf, op, bad ? TXM_ECONNECTION : TXM_ERROR, "libpq could not send the statement: %s", buf);
+        if (bad)
+            lf->flags |= TXM_ERRF_TX_LOST;
+        return lf->code;
+    }
+    pc->q[*nq].op = op;
+    pc->q[*nq].role = role;
+    (*nq)++;
+    return 0;
+}
+
+static int queue_sql(pg_conn *pc, size_t *nq, size_t op, pg_role role, const char *sql, pg_fail *lf)
+{
+    return queue(pc, nq, op, role, sql, 0, NULL, NULL, NULL, NULL, lf);
+}
+
+static void put_be64(char *dst, uint64_t v)
+{
+    int i;
+    for (i = 7; i >= 0; i--) {
+        dst[i] = (char)(unsigned char)(v & 0xffu);
+        v >>= 8;
+    }
+}
+
+/* Parameters: integers as int8 and reals as float8, both in binary (no text round trip, no
+ * locale); text as type "unknown" in text format so the server infers the type from context;
+ * blobs as bytea in binary; NULL as a NULL pointer. */
+static int send_statement(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, pg_fail *lf)
+{
+    size_t i, need = 0, off = 0, n = op->nparams;
+    if (n > PG_MAX_PARAMS) {
+        local_fail(lf, idx, TXM_EINVALID, "PostgreSQL accepts at most %d parameters per statement; %zu were given",
+                   PG_MAX_PARAMS, n);
+        return lf->code;
+    }
+    for (i = 0; i < n; i++) {
+        const txm_value *v = &op->params[i];
+        if (v->type == TXM_T_INT || v->type == TXM_T_REAL) {
+            need += 8;
+        } else if (v->type == TXM_T_TEXT) {
+            if (v->u.buf.len && memchr(v->u.buf.ptr, '\0', v->u.buf.len)) {
+                local_fail(lf, idx, TXM_EDATA,
+                           "text parameter %zu contains a NUL byte, which PostgreSQL text cannot hold (pass it as a "
+                           "blob)",
+                           i + 1);
+                return lf->code;
+            }
+            need += v->u.buf.len + 1;
+        } else if (v->type == TXM_T_BLOB && v->u.buf.len > (size_t)INT_MAX) {
+            local_fail(lf, idx, TXM_EINVALID, "blob parameter %zu is larger than libpq accepts (%d bytes)", i + 1,
+                       INT_MAX);
+            return lf->code;
+        }
+    }
+    if (grow_params(pc, n) || grow((void **)&pc->pbuf, &pc->pbufcap, need ? need : 1, 1)) {
+        local_fail(lf, idx, TXM_ENOMEM, "out of memory binding statement parameters");
+        return lf->code;
+    }
+    for (i = 0; i < n; i++) {
+        const txm_value *v = &op->params[i];
+        switch (v->type) {
+        case TXM_T_INT:
+            put_be64(pc->pbuf + off, (uint64_t)v->u.i);
+            pc->ptypes[i] = PG_OID_INT8;
+            pc->pvalues[i] = pc->pbuf + off;
+            pc->plengths[i] = 8;
+            pc->pformats[i] = 1;
+            off += 8;
+            break;
+        case TXM_T_REAL: {
+            uint64_t bits;
+            memcpy(&bits, &v->u.d, sizeof bits);
+            put_be64(pc->pbuf + off, bits);
+            pc->ptypes[i] = PG_OID_FLOAT8;
+            pc->pvalues[i] = pc->pbuf + off;
+            pc->plengths[i] = 8;
+            pc->pformats[i] = 1;
+            off += 8;
+            break;
+        }
+        case TXM_T_TEXT:
+            if (v->u.buf.len)
+                memcpy(pc->pbuf + off, v->u.buf.ptr, v->u.buf.len);
+            pc->pbuf[off + v->u.buf.len] = '\0';
+            pc->ptypes[i] = 0;
+            pc->pvalues[i] = pc->pbuf + off;
+            pc->plengths[i] = 0;
+            pc->pformats[i] = 0;
+            off += v->u.buf.len + 1;
+            break;
+        case TXM_T_BLOB:
+            pc->ptypes[i] = PG_OID_BYTEA;
+            pc->pvalues[i] = v->u.buf.len ? (const char *)v->u.buf.ptr : "";
+            pc->plengths[i] = (int)v->u.buf.len;
+            pc->pformats[i] = 1;
+            break;
+        default:
+            pc->ptypes[i] = 0;
+            pc->pvalues[i] = NULL;
+            pc->plengths[i] = 0;
+            pc->pformats[i] = 0;
+            break;
+        }
+    }
+    return queue(pc, nq, idx, Q_MAIN, op->sql, (int)n, pc->ptypes, pc->pvalues, pc->plengths, pc->pformats, lf);
+}
+
+/* Advisory lock keys. "A:B" with two decimal int32 -> the two-key form (int4, int4); a decimal
+ * int64 -> that bigint (what pg_advisory_lock(123) in SQL takes); anything else -> 64-bit FNV-1a
+ * of the key's bytes as a signed bigint. Writes the argument list, e.g. "-4237389227734458417". */
+static int64_t fnv1a64(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3u;
+    }
+    /* Two's complement reinterpretation without implementation-defined conversion. */
+    return h > (uint64_t)INT64_MAX ? -(int64_t)(~h) - 1 : (int64_t)h;
+}
+
+static bool parse_i64(const char *s, const char *end, int64_t *out)
+{
+    char buf[32];
+    char *e;
+    long long v;
+    size_t len = (size_t)(end - s), i = 0;
+    if (len == 0 || len >= sizeof buf)
+        return false;
+    if (s[0] == '-')
+        i = 1;
+    if (i == len)
+        return false;
+    for (; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    }
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    errno = 0;
+    v = strtoll(buf, &e, 10);
+    if (errno || *e)
+        return false;
+    *out = (int64_t)v;
+    return true;
+}
+
+static void lock_args(const char *key, char *buf, size_t size)
+{
+    const char *colon = strchr(key, ':');
+    const char *end = key + strlen(key);
+    int64_t a, b;
+    if (colon && parse_i64(key, colon, &a) && parse_i64(colon + 1, end, &b) && a >= INT32_MIN && a <= INT32_MAX &&
+        b >= INT32_MIN && b <= INT32_MAX) {
+        snprintf(buf, size, "%lld,%lld", (long long)a, (long long)b);
+        return;
+    }
+    if (parse_i64(key, end, &a)) {
+        snprintf(buf, size, "%lld", (long long)a);
+        return;
+    }
+    snprintf(buf, size, "%lld", (long long)fnv1a64(key));
+}
+
+static int send_lock(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, pg_fail *lf)
+{
+    char args[48], sql[160];
+    const char *shared = (op->lock_flags & TXM_LOCK_SHARED) ? "_shared" : "";
+    const char *xact = (op->lock_flags & TXM_LOCK_TX) ? "xact_" : "";
+    int rc;
+    lock_args(op->key, args, sizeof args);
+    if (op->kind == TXM_OP_UNLOCK) {
+        snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock%s(%s)", shared, args);
+        return queue_sql(pc, nq, idx, Q_MAIN, sql, lf);
+    }
+    if (op->timeout_ms == 0) {
+        snprintf(sql, sizeof sql, "SELECT pg_try_advisory_%slock%s(%s)", xact, shared, args);
+        return queue_sql(pc, nq, idx, Q_MAIN, sql, lf);
+    }
+    snprintf(sql, sizeof sql, "SELECT pg_advisory_%slock%s(%s)", xact, shared, args);
+    if (op->timeout_ms < 0)
+        return queue_sql(pc, nq, idx, Q_MAIN, sql, lf);
+    /* Bounded wait: lock_timeout for this one statement, set and restored in the same flight.
+     * set_config(..., true) is transaction-local: inside a transaction a failed wait is undone
+     * by the rollback the failure requires anyway; outside one, the statements of a pipeline
+     * before its sync form one implicit transaction, so the setting ends with it. The value in
+     * force before is saved in a custom setting and put back. */
+    {
+        char set[96];
+        snprintf(set, sizeof set, "SELECT set_config('lock_timeout', '%dms', true)", op->timeout_ms);
+        if ((rc = queue_sql(pc, nq, idx, Q_AUX,
+                            "SELECT set_config('txm.saved_lock_timeout', current_setting('lock_timeout'), true)", lf)) ||
+            (rc = queue_sql(pc, nq, idx, Q_AUX, set, lf)) || (rc = queue_sql(pc, nq, idx, Q_MAIN, sql, lf)))
+            return rc;
+        return queue_sql(pc, nq, idx, Q_AUX,
+                         "SELECT set_config('lock_timeout', current_setting('txm.saved_lock_timeout'), true)", lf);
+    }
+}
+
+static void begin_sql(const txm_tx_options *tx, char *buf, size_t size)
+{
+    static const char *const iso[] = {"", " ISOLATION LEVEL READ UNCOMMITTED", " ISOLATION LEVEL READ COMMITTED",
+                                      " ISOLATION LEVEL REPEATABLE READ", " ISOLATION LEVEL SERIALIZABLE"};
+    unsigned i = tx ? (unsigned)tx->isolation : 0;
+    unsigned flags = tx ? tx->flags : 0;
+    if (i >= sizeof iso / sizeof iso[0])
+        i = 0;
+    snprintf(buf, size, "BEGIN%s%s%s", iso[i], (flags & TXM_TX_READ_ONLY) ? " READ ONLY" : "",
+             (flags & TXM_TX_DEFERRABLE) ? " DEFERRABLE" : "");
+}
+
+static const char *xid_sql(const pg_conn *pc)
+{
+    /* Before 13 the same answer has the txid_ names (bigint, epoch-qualified too). */
+    return pc->server_version >= 130000 ? "SELECT pg_current_xact_id_if_assigned()::text"
+                                        : "SELECT txid_current_if_assigned()::text";
+}
+
+static int send_op(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, bool in_failed_tx, pg_fail *lf)
+{
+    char sql[160], name[32];
+    switch (op->kind) {
+    case TXM_OP_BEGIN:
+        begin_sql(op->tx, sql, sizeof sql);
+        pc->tx_savepoints = 0;
+        pc->subxact_warned = false;
+        return queue_sql(pc, nq, idx, Q_MAIN, sql, lf);
+    case TXM_OP_SAVEPOINT:
+        snprintf(sql, sizeof sql, "SAVEPOINT %s", txm_savepoint_name(name, sizeof name, op->level));
+        if (++pc->tx_savepoints == PG_SUBXACT_WARN && !pc->subxact_warned) {
+            pc->subxact_warned = true;
+            txm_driver_log(&pc->base, TXM_LOG_WARN,
+                           "this transaction has opened %d savepoints: PostgreSQL caches 64 subtransaction ids per "
+                           "backend (only ROLLBACK TO frees one, RELEASE does not) and every snapshot slows down "
+                           "sharply past that; restructure the nesting or commit in smaller transactions",
+                           PG_SUBXACT_WARN);
+        }
+        return queue_sql(pc, nq, idx, Q_MAIN, sql, lf);
+    case TXM_OP_RELEASE:
+        snprintf(sql, sizeof sql, "RELEASE SAVEPOINT %s", txm_savepoint_name(name, sizeof name, op->level));
+        return queue_sql(pc, nq, idx, Q_MAIN, sql, lf);
+    case TXM_OP_ROLLBACK_TO:
+        snprintf(sql, sizeof sql, "ROLLBACK TO SAVEPOINT %s", txm_savepoint_name(name, sizeof name, op->level));
+        return queue_sql(pc, nq, idx, Q_MAIN, sql, lf);
+    case TXM_OP_COMMIT: {
+        int rc;
+        pc->outcome_pending = false;
+        pc->xid_state = XID_NONE;
+        /* The transaction id, for resolve_outcome, in the COMMIT's own flight (no extra round
+         * trip). _if_assigned: a transaction that wrote nothing has no id and gets none (taking
+         * one would cost a WAL commit record, and fails on a hot standby). In an aborted
+         * transaction any statement fails, and COMMIT must still run (and answer ROLLBACK). */
+        if (!in_failed_tx) {
+            if ((rc = queue_sql(pc, nq, idx, Q_XID, xid_sql(pc), lf)))
+                return rc;
+            pc->xid_state = XID_PENDING;
+        }
+        return queue_sql(pc, nq, idx, Q_MAIN, "COMMIT", lf);
+    }
+    case TXM_OP_ROLLBACK:
+        return queue_sql(pc, nq, idx, Q_MAIN, "ROLLBACK", lf);
+    case TXM_OP_STATEMENT:
+        return send_statement(pc, nq, idx, op, lf);
+    case TXM_OP_LOCK:
+    case TXM_OP_UNLOCK:
+        return send_lock(pc, nq, idx, op, lf);
+    }
+    local_fail(lf, idx, TXM_EINVALID, "unknown op kind %d", (int)op->kind);
+    return lf->code;
+}
+
+/* ---- results ----------------------------------------------------------------------------- */
+
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+static locale_t c_locale;
+static void c_locale_init(void) { c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0); }
+
+static int64_t parse_int(const char *s) { return (int64_t)strtoll(s, NULL, 10); }
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes bytea text output (hex "\x..." or the old escape format) into dst (at least len
+ * bytes); returns the decoded length. */
+static size_t bytea_decode(const char *s, size_t len, unsigned char *dst)
+{
+    size_t i, o = 0;
+    if (len >= 2 && s[0] == '\\' && s[1] == 'x') {
+        for (i = 2; i + 1 < len; i += 2) {
+            int hi = hexval((unsigned char)s[i]), lo = hexval((unsigned char)s[i + 1]);
+            if (hi < 0 || lo < 0)
+                break;
+            dst[o++] = (unsigned char)(hi << 4 | lo);
+        }
+        return o;
+    }
+    for (i = 0; i < len;) {
+        if (s[i] == '\\' && i + 1 < len && s[i + 1] == '\\') {
+            dst[o++] = '\\';
+            i += 2;
+        } else if (s[i] == '\\' && i + 3 < len && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' &&
+                   s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
+            dst[o++] = (unsigned char)((s[i + 1] - '0') << 6 | (s[i + 2] - '0') << 3 | (s[i + 3] - '0'));
+            i += 4;
+        } else {
+            dst[o++] = (unsigned char)s[i++];
+        }
+    }
+    return o;
+}
+
+/* Rows to the sink, converted by column type: integers and oid -> INT, float4/8 -> REAL,
+ * bool -> INT 0/1, bytea -> BLOB, everything else (numeric included: it may not fit a double)
+ * -> TEXT as PostgreSQL prints it. */
+static int sink_rows(pg_conn *pc, txm_sink *sink, const PGresult *res)
+{
+    int ncols = PQnfields(res), nrows = PQntuples(res), r, c;
+    bool has_float = false;
+    locale_t saved = (locale_t)0;
+    int rc = 0;
+    if (grow_cols(pc, ncols > 0 ? (size_t)ncols : 1))
+        return txm_driver_error(TXM_ENOMEM, NULL, "out of memory reading a result");
+    for (c = 0; c < ncols; c++) {
+        pc->names[c] = PQfname(res, c);
+        pc->ctypes[c] = PQftype(res, c);
+        if (pc->ctypes[c] == PG_OID_FLOAT4 || pc->ctypes[c] == PG_OID_FLOAT8)
+            has_float = true;
+    }
+    if ((rc = txm_sink_columns(sink, (size_t)ncols, pc->names)))
+        return rc;
+    if (has_float) {
+        /* strtod follows LC_NUMERIC; PostgreSQL always prints '.'. */
+        pthread_once(&c_locale_once, c_locale_init);
+        if (c_locale)
+            saved = uselocale(c_locale);
+    }
+    for (r = 0; r < nrows && !rc; r++) {
+        size_t blob_need = 0, off = 0;
+        for (c = 0; c < ncols; c++) {
+            if (pc->ctypes[c] == PG_OID_BYTEA && !PQgetisnull(res, r, c))
+                blob_need += (size_t)PQgetlength(res, r, c);
+        }
+        if (grow((void **)&pc->blob, &pc->blobcap, blob_need ? blob_need : 1, 1)) {
+            rc = txm_driver_error(TXM_ENOMEM, NULL, "out of memory reading a result");
+            break;
+        }
+        for (c = 0; c < ncols; c++) {
+            txm_value *v = &pc->cells[c];
+            const char *s;
+            if (PQgetisnull(res, r, c)) {
+                *v = txm_null();
+                continue;
+            }
+            s = PQgetvalue(res, r, c);
+            switch (pc->ctypes[c]) {
+            case PG_OID_INT2:
+            case PG_OID_INT4:
+            case PG_OID_INT8:
+            case PG_OID_OID:
+                *v = txm_int(parse_int(s));
+                break;
+            case PG_OID_FLOAT4:
+            case PG_OID_FLOAT8:
+                *v = txm_real(strtod(s, NULL));
+                break;
+            case PG_OID_BOOL:
+                *v = txm_int(s[0] == 't' ? 1 : 0);
+                break;
+            case PG_OID_BYTEA: {
+                size_t n = bytea_decode(s, (size_t)PQgetlength(res, r, c), pc->blob + off);
+                *v = txm_blob(pc->blob + off, n);
+                off += n;
+                break;
+            }
+            default:
+                *v = txm_textn(s, (size_t)PQgetlength(res, r, c));
+                break;
+            }
+        }
+        rc = txm_sink_row(sink, pc->cells);
+    }
+    if (has_float && c_locale)
+        uselocale(saved);
+    return rc;
+}
+
+/* Fills *f from an error result (fields are copied: they die with PQclear). */
+static void fail_from_result(pg_conn *pc, pg_fail *f, size_t op, const txm_op *o, const PGresult *res)
+{
+    const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const struct pg_state *m = pg_state_find(st);
+    char text[TXM_ERR_MSG_MAX], name[32];
+    fail_init(f);
+    f->set = true;
+    f->op = op;
+    f->from_server = st != NULL;
+    f->fatal = sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0);
+    f->code = m ? m->code : TXM_ERROR;
+    f->flags = m ? m->flags : 0;
+    txm__strlcpy(f->sqlstate, st, sizeof f->sqlstate);
+    scrub(pc, f->constraint_name, sizeof f->constraint_name, PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME));
+    scrub(pc, f->table_name, sizeof f->table_name, PQresultErrorField(res, PG_DIAG_TABLE_NAME));
+    scrub(pc, f->column_name, sizeof f->column_name, PQresultErrorField(res, PG_DIAG_COLUMN_NAME));
+    scrub(pc, f->schema_name, sizeof f->schema_name, PQresultErrorField(res, PG_DIAG_SCHEMA_NAME));
+    scrub(pc, f->detail, sizeof f->detail, PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL));
+    if (primary) {
+        scrub(pc, text, sizeof text, primary);
+    } else {
+        /* A client-side failure (lost connection): libpq's own message. */
+        scrub(pc, text, sizeof text, PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res) : PQerrorMessage(pc->conn));
+        rtrim(text);
+    }
+    {
+        char prefix[96];
+        switch (o->kind) {
+        case TXM_OP_STATEMENT:
+            prefix[0] = '\0';
+            break;
+        case TXM_OP_LOCK:
+        case TXM_OP_UNLOCK:
+            snprintf(prefix, sizeof prefix, "%s('%.60s'): ", o->kind == TXM_OP_LOCK ? "txm_lock" : "txm_unlock",
+                     o->key);
+            break;
+        case TXM_OP_BEGIN:
+            snprintf(prefix, sizeof prefix, "BEGIN failed: ");
+            break;
+        case TXM_OP_COMMIT:
+            snprintf(prefix, sizeof prefix, "COMMIT failed: ");
+            break;
+        case TXM_OP_ROLLBACK:
+            snprintf(prefix, sizeof prefix, "ROLLBACK failed: ");
+            break;
+        default:
+            snprintf(prefix, sizeof prefix, "%s %s failed: ",
+                     o->kind == TXM_OP_SAVEPOINT  ? "SAVEPOINT"
+                     : o->kind == TXM_OP_RELEASE ? "RELEASE SAVEPOINT"
+                                                 : "ROLLBACK TO SAVEPOINT",
+                     txm_savepoint_name(name, sizeof name, o->level));
+            break;
+        }
+        join(f->message, sizeof f->message, prefix, text);
+    }
+}
+
+static bool first_bool(const PGresult *res)
+{
+    return PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0) && PQgetvalue(res, 0, 0)[0] == 't';
+}
+
+/* Handles one result of query q. Failures go to *f (the first one wins). */
+static void handle(pg_conn *pc, txm_op *ops, const pg_query *q, const PGresult *res, pg_fail *f)
+{
+    txm_op *op = &ops[q->op];
+    switch (PQresultStatus(res)) {
+    case PGRES_FATAL_ERROR:
+        if (!f->set)
+            fail_from_result(pc, f, q->op, op, res);
+        return;
+    case PGRES_PIPELINE_ABORTED:
+        local_fail(f, q->op, TXM_ERROR, "statement skipped by the server after an earlier failure in its batch");
+        return;
+    case PGRES_COMMAND_OK:
+    case PGRES_TUPLES_OK:
+    case PGRES_EMPTY_QUERY:
+    case PGRES_NONFATAL_ERROR:
+        break;
+    case PGRES_COPY_IN:
+    case PGRES_COPY_OUT:
+    case PGRES_COPY_BOTH:
+        local_fail(f, q->op, TXM_ENOTSUPPORTED, "COPY is not supported by txm's PostgreSQL driver");
+        return;
+    default:
+        local_fail(f, q->op, TXM_ERROR, "unexpected libpq result status %s", PQresStatus(PQresultStatus(res)));
+        return;
+    }
+    if (f->set)
+        return; /* after a failure that did not abort the pipeline (see below) nothing counts */
+    switch (q->role) {
+    case Q_AUX:
+        return;
+    case Q_XID:
+        if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0)) {
+            txm__strlcpy(pc->xid, PQgetvalue(res, 0, 0), sizeof pc->xid);
+            pc->xid_state = XID_KNOWN;
+        } else {
+            pc->xid_state = XID_NULL;
+        }
+        return;
+    case Q_MAIN:
+        break;
+    }
+    switch (op->kind) {
+    case TXM_OP_COMMIT:
+        /* COMMIT of an aborted transaction "succeeds" with the tag ROLLBACK: a failed commit. */
+        if (strcmp(PQcmdStatus((PGresult *)res), "ROLLBACK") == 0) {
+            local_fail(f, q->op, TXM_ETX_ABORTED,
+                       "COMMIT failed: the transaction had been aborted by an earlier error, and the server rolled "
+                       "it back (it answered ROLLBACK)");
+        }
+        return;
+    case TXM_OP_STATEMENT: {
+        const char *t = PQcmdTuples((PGresult *)res);
+        op->affected = t[0] ? parse_int(t) : -1;
+        if (op->sink) {
+            int rc = sink_rows(pc, op->sink, res);
+            if (rc) {
+                const txm_error *e = txm_error_last();
+                local_fail(f, q->op, rc, "%s", e->code == rc ? e->message : "cannot buffer the result");
+            }
+        }
+        return;
+    }
+    case TXM_OP_LOCK:
+        if (op->timeout_ms == 0 && !first_bool(res))
+            local_fail(f, q->op, TXM_ELOCK_TIMEOUT, "txm_lock('%s'): the advisory lock is held by another session",
+                       op->key);
+        return;
+    case TXM_OP_UNLOCK:
+        if (!first_bool(res))
+            local_fail(f, q->op, TXM_ENOTFOUND,
+                       "txm_unlock('%s'): lock not held: this session holds no %s session-scoped advisory lock on it",
+                       op->key, (op->lock_flags & TXM_LOCK_SHARED) ? "shared" : "exclusive");
+        return;
+    default:
+        return;
+    }
+}
+
+static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *out)
+{
+    pg_conn *pc = pgc(dc);
+    PGconn *conn = pc->conn;
+    pg_fail f, lf;
+    size_t nq = 0, qi = 0, i, fop, commit_op = SIZE_MAX;
+    PGTransactionStatusType before;
+    bool lost = false, have = false, in_tx_at_fail;
+    int nulls = 0;
+
+    out->completed = 0;
+    out->round_trips = 0;
+    if (n == 0)
+        return 0;
+    if (!conn || PQstatus(conn) != CONNECTION_OK) {
+        txm_error_detail d;
+        memset(&d, 0, sizeof d);
+        d.flags = TXM_ERRF_TX_LOST;
+        return txm_driver_error(TXM_ECONNECTION, &d, "the connection to %s is lost; call txm_reconnect",
+                                pc->redacted);
+    }
+    fail_init(&f);
+    fail_init(&lf);
+    before = PQtransactionStatus(conn);
+
+    for (i = 0; i < n; i++) {
+        if (ops[i].kind == TXM_OP_COMMIT && commit_op == SIZE_MAX)
+            commit_op = i;
+        if (send_op(pc, &nq, i, &ops[i], before == PQTRANS_INERROR, &lf))
+            break;
+    }
+    if (lf.set && PQstatus(conn) == CONNECTION_BAD) {
+        lost = true;
+    } else if (nq > 0) {
+        if (!PQpipelineSync(conn)) {
+            lost = PQstatus(conn) == CONNECTION_BAD;
+            if (!lost)
+                local_fail(&lf, 0, TXM_ERROR, "libpq could not send the batch");
+        } else {
+            out->round_trips = 1;
+            /* Read until the sync. PQgetResult returns each query's result then NULL. */
+            for (;;) {
+                PGresult *res = PQgetResult(conn);
+                if (!res) {
+                    if (PQstatus(conn) == CONNECTION_BAD) {
+                        lost = true;
+                        break;
+                    }
+                    if (have) {
+                        qi++;
+                        have = false;
+                        nulls = 0;
+                        continue;
+                    }
+                    if (++nulls > 1) {
+                        /* No result, no sync: libpq and the server disagree. Do not reuse. */
+                        lost = true;
+                        break;
+                    }
+                    continue;
+                }
+                nulls = 0;
+                if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+                    PQclear(res);
+                    break;
+                }
+                if (qi < nq) {
+                    handle(pc, ops, &pc->q[qi], res, &f);
+                    have = true;
+                }
+                PQclear(res);
+                if (PQstatus(conn) == CONNECTION_BAD) {
+                    lost = true;
+                    break;
+                }
+            }
+        }
+    }
+    if (PQstatus(conn) == CONNECTION_BAD)
+        lost = true;
+
+    /* The failing op: the first server failure, else the first op whose result never came,
+     * else a failure detected before sending. */
+    if (f.set)
+        fop = f.op;
+    else if (lost && qi < nq)
+        fop = pc->q[qi].op;
+    else if (lf.set)
+        fop = lf.op;
+    else if (lost)
+        fop = nq ? pc->q[nq - 1].op : 0;
+    else {
+        out->completed = n;
+        return 0;
+    }
+    if (!f.set)
+        f = lf;
+    if (!f.set) {
+        fail_init(&f);
+        f.set = true;
+        f.op = fop;
+    }
+
+    in_tx_at_fail = before == PQTRANS_INTRANS || before == PQTRANS_INERROR;
+    for (i = 0; i < fop && !in_tx_at_fail; i++)
+        in_tx_at_fail = ops[i].kind == TXM_OP_BEGIN;
+
+    if (lost)
+        f.flags |= TXM_ERRF_TX_LOST;
+    if (lost && (f.fatal || !f.from_server || f.code == TXM_ECONNECTION || f.code == TXM_ECOMMIT_UNKNOWN)) {
+        char why[TXM_ERR_MSG_MAX];
+        /* The COMMIT's fate is unknown if it was sent and the server did not tell us that it
+         * died before reaching it (a FATAL error for an earlier op). */
+        bool commit_sent = commit_op != SIZE_MAX && nq > 0 && pc->q[nq - 1].op >= commit_op;
+        bool commit_unknown =
+            commit_sent && (fop == commit_op || (fop < commit_op && !(f.from_server && f.fatal)));
+        if (f.message[0]) {
+            memcpy(why, f.message, sizeof why);
+        } else {
+            scrub(pc, why, sizeof why, PQerrorMessage(conn));
+            rtrim(why);
+        }
+        f.flags |= TXM_ERRF_TX_LOST;
+        if (commit_unknown || f.code == TXM_ECOMMIT_UNKNOWN) {
+            f.code = TXM_ECOMMIT_UNKNOWN;
+            pc->outcome_pending = true;
+            snprintf(f.message, sizeof f.message,
+                     "connection to %s lost after COMMIT was sent (%s): the outcome is unknown; "
+                     "txm_resolve_outcome can find out",
+                     pc->redacted, why[0] ? why : "no reason given");
+        } else {
+            f.code = TXM_ECONNECTION;
+            snprintf(f.message, sizeof f.message, "connection to %s lost: %s", pc->redacted,
+                     why[0] ? why : "no reason given");
+        }
+    } else if (in_tx_at_fail && PQtransactionStatus(conn) == PQTRANS_IDLE) {
+        f.flags |= TXM_ERRF_TX_LOST; /* the server ended the transaction (e.g. a failed COMMIT) */
+    }
+    if (f.code == TXM_ECOMMIT_UNKNOWN)
+        pc->outcome_pending = true;
+    out->completed = fop;
+    return fail_report(&f);
+}
+
+/* ---- commit outcome ---------------------------------------------------------------------- */
+
+static int pg_resolve_outcome(txm_driver_conn *dc, txm_outcome *out)
+{
+    pg_conn *pc = pgc(dc);
+    PGconn *conn;
+    int64_t deadline;
+    unsigned wait_ms = 5;
+    int rc = 0;
+
+    *out = TXM_OUTCOME_UNKNOWN;
+    if (!pc->outcome_pending)
+        return txm_driver_error(TXM_EMISUSE, NULL,
+                                "txm_resolve_outcome: the last COMMIT on this connection did not end with an unknown "
+                                "outcome");
+    if (pc->xid_state == XID_NULL) {
+        /* No transaction id: the transaction wrote nothing, so there is nothing to lose. */
+        *out = TXM_OUTCOME_COMMITTED;
+        return 0;
+    }
+    if (pc->xid_state != XID_KNOWN)
+        return 0; /* the id never reached us: nobody can tell */
+    if (pc->server_version < 100000)
+        return 0;
+
+    conn = pg_connect(pc);
+    if (!conn || PQstatus(conn) != CONNECTION_OK) {
+        rc = connect_error(pc, conn, "resolve the commit outcome on");
+        if (conn)
+            PQfinish(conn);
+        return rc;
+    }
+    deadline = now_ms() + PG_RESOLVE_WAIT_MS;
+    for (;;) {
+        const char *values[1];
+        const char *sql = PQserverVersion(conn) >= 130000 ? "SELECT pg_xact_status($1::xid8)"
+                                                          : "SELECT txid_status($1::bigint)";
+        PGresult *res;
+        values[0] = pc->xid;
+        res = PQexecParams(conn, sql, 1, NULL, values, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            pg_fail f;
+            txm_op dummy;
+            memset(&dummy, 0, sizeof dummy);
+            dummy.kind = TXM_OP_STATEMENT;
+            fail_from_result(pc, &f, 0, &dummy, res);
+            PQclear(res);
+            snprintf(f.message + strlen(f.message), sizeof f.message - strlen(f.message), " (asking pg_xact_status)");
+            rc = fail_report(&f);
+            break;
+        }
+        if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+            const char *s = PQgetvalue(res, 0, 0);
+            if (strcmp(s, "committed") == 0)
+                *out = TXM_OUTCOME_COMMITTED;
+            else if (strcmp(s, "aborted") == 0)
+                *out = TXM_OUTCOME_ABORTED;
+            else if (now_ms() < deadline) {
+                /* "in progress": the old backend has not finished yet. */
+                struct timespec ts;
+                PQclear(res);
+                ts.tv_sec = 0;
+                ts.tv_nsec = (long)wait_ms * 1000000L;
+                nanosleep(&ts, NULL);
+                if (wait_ms < 100)
+                    wait_ms *= 2;
+                continue;
+            }
+        }
+        /* NULL: the id is too old for the commit log to remember. */
+        PQclear(res);
+        break;
+    }
+    PQfinish(conn);
+    return rc;
+}
+
+static const char *const pg_schemes[] = {"postgresql", "postgres", NULL};
+
+TXM_INTERNAL const txm_driver txm__driver_pg = {
+    .version = TXM_DRIVER_VERSION,
+    .name = "postgresql",
+    .schemes = pg_schemes,
+    .caps = TXM_CAP_PIPELINE | TXM_CAP_ADVISORY_LOCKS | TXM_CAP_SHARED_LOCKS | TXM_CAP_ISOLATION |
+            TXM_CAP_READ_ONLY_TX | TXM_CAP_CANCEL | TXM_CAP_RECONNECT | TXM_CAP_RESOLVE_OUTCOME,
+    .placeholders = TXM_PH_DOLLAR,
+    .dialect = TXM_DIALECT_DOLLAR_QUOTES,
+    .conn_size = sizeof(pg_conn),
+    .open = pg_open,
+    .close = pg_close,
+    .run = pg_run,
+    .tx_status = pg_tx_status,
+    .cancel = pg_cancel,
+    .reconnect = pg_reconnect,
+    .resolve_outcome = pg_resolve_outcome,
+};
