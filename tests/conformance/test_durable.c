@@ -1,0 +1,262 @@
+/* Durable levels, transaction assertions, options valid only at the outermost level (DESIGN §4.6),
+ * and the test baseline (txm_test_baseline), modelled on Django's durable=True and TestCase. */
+#include "harness.h"
+
+Test(durable, outermost_ok, .init = conf_init_shared, .fini = conf_fini)
+{
+    txm_conn *b = conf_open_other();
+    txm_tx *t = conf_begin_flags(conf.c, TXM_TX_DURABLE);
+    CONF_OK(conf_item(conf.c, 1));
+    txm_tx *n = conf_begin(conf.c); /* levels under a durable one are ordinary */
+    CONF_OK(conf_item(conf.c, 2));
+    CONF_OK(txm_commit(n));
+    CONF_OK(txm_commit(t));
+    cr_assert(conf_count(b, "t_item") == 2);
+    txm_close(b);
+}
+
+Test(durable, nested_is_misuse_depth_unchanged, .init = conf_init, .fini = conf_fini)
+{
+    txm_tx *outer = conf_begin(conf.c);
+    CONF_OK(conf_item(conf.c, 1));
+    txm_tx_options o = TXM_TX_OPTIONS_INIT;
+    o.flags = TXM_TX_DURABLE;
+    static char dummy;
+    txm_tx *d = (txm_tx *)(void *)&dummy;
+    CONF_RC(TXM_EMISUSE, txm_begin(&d, conf.c, &o));
+    cr_assert(d == NULL, "*out must be NULL on failure");
+    cr_assert(txm_depth(conf.c) == 1, "a refused durable level changed the depth to %d", txm_depth(conf.c));
+    CONF_OK(conf_item(conf.c, 2)); /* the outer level is not poisoned */
+    CONF_OK(txm_commit(outer));
+    cr_assert(conf_count(conf.c, "t_item") == 2);
+}
+
+static int body_count_calls(txm_conn *c, void *payload)
+{
+    (void)c;
+    (*(int *)payload)++;
+    return 0;
+}
+
+static int body_nested_durable_atomic(txm_conn *c, void *payload)
+{
+    txm_tx_options o = TXM_TX_OPTIONS_INIT;
+    o.flags = TXM_TX_DURABLE;
+    int *inner_calls = payload;
+    return txm_atomic(c, &o, body_count_calls, inner_calls);
+}
+
+Test(durable, atomic_durable_inside_atomic_is_misuse, .init = conf_init, .fini = conf_fini)
+{
+    int inner_calls = 0;
+    CONF_RC(TXM_EMISUSE, txm_atomic(conf.c, NULL, body_nested_durable_atomic, &inner_calls));
+    cr_assert(inner_calls == 0, "the body of a refused durable block ran");
+    cr_assert(txm_depth(conf.c) == 0);
+}
+
+Test(durable, require_transaction_names_who, .init = conf_init, .fini = conf_fini)
+{
+    CONF_RC(TXM_EMISUSE, txm_require_transaction(conf.c, "post_ledger_entry"));
+    conf_err e = conf_last_err();
+    cr_assert(conf_contains(e.message, "post_ledger_entry"), "message must name the caller: %s", e.message);
+    txm_tx *t = conf_begin(conf.c);
+    CONF_OK(txm_require_transaction(conf.c, "post_ledger_entry"));
+    txm_tx *n = conf_begin(conf.c);
+    CONF_OK(txm_require_transaction(conf.c, "post_ledger_entry"));
+    CONF_OK(txm_commit(n));
+    CONF_OK(txm_commit(t));
+    CONF_RC(TXM_EMISUSE, txm_require_transaction(conf.c, "post_ledger_entry"));
+}
+
+Test(durable, forbid_transaction_names_who, .init = conf_init, .fini = conf_fini)
+{
+    CONF_OK(txm_forbid_transaction(conf.c, "send_invoice_email"));
+    txm_tx *t = conf_begin(conf.c);
+    CONF_RC(TXM_EMISUSE, txm_forbid_transaction(conf.c, "send_invoice_email"));
+    conf_err e = conf_last_err();
+    cr_assert(conf_contains(e.message, "send_invoice_email"), "message must name the caller: %s", e.message);
+    cr_assert(txm_depth(conf.c) == 1, "the assertion must not change the transaction");
+    CONF_OK(conf_item(conf.c, 1));
+    CONF_OK(txm_commit(t));
+    CONF_OK(txm_forbid_transaction(conf.c, "send_invoice_email"));
+    cr_assert(conf_count(conf.c, "t_item") == 1);
+}
+
+static void assert_nested_option_refused(unsigned flags, txm_isolation iso, const char *what)
+{
+    txm_tx *outer = conf_begin(conf.c);
+    CONF_OK(conf_item(conf.c, 1));
+    txm_tx_options o = TXM_TX_OPTIONS_INIT;
+    o.flags = flags;
+    o.isolation = iso;
+    txm_tx *n = NULL;
+    int rc = txm_begin(&n, conf.c, &o);
+    cr_assert(rc == TXM_EMISUSE, "%s on a nested level: expected TXM_EMISUSE, got %s", what, txm_err_name(rc));
+    cr_assert(n == NULL);
+    cr_assert(txm_depth(conf.c) == 1);
+    CONF_OK(conf_item(conf.c, 2));
+    CONF_OK(txm_commit(outer));
+    cr_assert(conf_count(conf.c, "t_item") == 2);
+}
+
+Test(durable, isolation_on_nested_is_misuse, .init = conf_init, .fini = conf_fini)
+{
+    assert_nested_option_refused(0, TXM_ISOLATION_SERIALIZABLE, "isolation");
+}
+
+Test(durable, read_only_on_nested_is_misuse, .init = conf_init, .fini = conf_fini)
+{
+    assert_nested_option_refused(TXM_TX_READ_ONLY, TXM_ISOLATION_DEFAULT, "TXM_TX_READ_ONLY");
+}
+
+Test(durable, every_isolation_level_at_outermost, .init = conf_init, .fini = conf_fini)
+{
+    static const txm_isolation levels[] = {TXM_ISOLATION_READ_UNCOMMITTED, TXM_ISOLATION_READ_COMMITTED,
+                                           TXM_ISOLATION_REPEATABLE_READ, TXM_ISOLATION_SERIALIZABLE};
+    bool cap = conf_has_cap(TXM_CAP_ISOLATION);
+    int64_t committed = 0;
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+        txm_tx_options o = TXM_TX_OPTIONS_INIT;
+        o.isolation = levels[i];
+        txm_tx *t = NULL;
+        int rc = txm_begin(&t, conf.c, &o);
+        if (!cap && rc == TXM_ENOTSUPPORTED)
+            continue;
+        cr_assert(rc == 0, "isolation %d: %s: %s", (int)levels[i], txm_err_name(rc), txm_error_last()->message);
+        rc = conf_item(conf.c, 10 + (int64_t)i);
+        cr_assert(rc == 0 || (!cap && rc == TXM_ENOTSUPPORTED), "isolation %d: insert %s: %s", (int)levels[i],
+                  txm_err_name(rc), txm_error_last()->message);
+        if (rc == 0) {
+            CONF_OK(txm_commit(t));
+            committed++;
+        } else {
+            CONF_OK(txm_rollback(t));
+        }
+    }
+    if (cap)
+        cr_assert(committed == 4, "with TXM_CAP_ISOLATION every level must work");
+    cr_assert(conf_count(conf.c, "t_item") == committed);
+}
+
+Test(durable, read_only_outermost_allows_reads, .init = conf_init, .fini = conf_fini)
+{
+    CONF_OK(conf_item(conf.c, 1));
+    txm_tx *t = conf_begin_flags(conf.c, TXM_TX_READ_ONLY);
+    cr_assert(conf_count(conf.c, "t_item") == 1);
+    CONF_OK(txm_commit(t));
+}
+
+/* ---- baseline ---- */
+Test(baseline, depth_zero_and_durable_allowed, .init = conf_init, .fini = conf_fini)
+{
+    CONF_OK(txm_test_baseline(conf.c));
+    cr_assert(txm_depth(conf.c) == 0, "the baseline must not count in txm_depth (got %d)", txm_depth(conf.c));
+    CONF_OK(txm_forbid_transaction(conf.c, "code under test"));
+    txm_tx *t = conf_begin_flags(conf.c, TXM_TX_DURABLE);
+    cr_assert(txm_depth(conf.c) == 1);
+    CONF_OK(conf_item(conf.c, 1));
+    txm_tx *n = conf_begin(conf.c);
+    CONF_OK(conf_item(conf.c, 2));
+    CONF_OK(txm_commit(n));
+    CONF_OK(txm_commit(t));
+    cr_assert(txm_depth(conf.c) == 0);
+    cr_assert(conf_count(conf.c, "t_item") == 2, "committed rows are visible inside the baseline");
+    CONF_OK(txm_test_end(conf.c));
+}
+
+Test(baseline, hooks_captured_and_run_in_order, .init = conf_init, .fini = conf_fini)
+{
+    CONF_OK(txm_test_baseline(conf.c));
+    txm_tx *t = conf_begin_flags(conf.c, TXM_TX_DURABLE);
+    CONF_OK(conf_item(conf.c, 1));
+    CONF_OK(conf_on_commit(conf.c, "first", NULL));
+    CONF_OK(txm_commit(t));
+    t = conf_begin(conf.c);
+    CONF_OK(conf_on_commit(conf.c, "second", NULL));
+    txm_tx *n = conf_begin(conf.c);
+    CONF_OK(conf_on_commit(conf.c, "third", NULL));
+    CONF_OK(txm_commit(n));
+    CONF_OK(txm_commit(t));
+    cr_assert_str_eq(conf_log, "", "hooks committing into the baseline must be captured, not run");
+    cr_assert(txm_test_hook_count(conf.c) == 3, "txm_test_hook_count=%zu", txm_test_hook_count(conf.c));
+    CONF_OK(txm_test_run_hooks(conf.c));
+    cr_assert_str_eq(conf_log, "first,second,third,");
+    cr_assert(txm_test_hook_count(conf.c) == 0);
+    CONF_OK(txm_test_end(conf.c));
+    conf_assert_freed_once();
+}
+
+Test(baseline, end_rolls_back_everything, .init = conf_init, .fini = conf_fini)
+{
+    CONF_OK(conf_item(conf.c, 100)); /* committed before the baseline: survives */
+    CONF_OK(txm_test_baseline(conf.c));
+    CONF_OK(conf_item(conf.c, 1)); /* "autocommit" statement inside the baseline */
+    txm_tx *t = conf_begin_flags(conf.c, TXM_TX_DURABLE);
+    CONF_OK(conf_item(conf.c, 2));
+    CONF_OK(txm_commit(t));
+    cr_assert(conf_count(conf.c, "t_item") == 3);
+    CONF_OK(txm_test_end(conf.c));
+    cr_assert(txm_depth(conf.c) == 0);
+    cr_assert(conf_count(conf.c, "t_item") == 1, "txm_test_end must undo everything since the baseline");
+    cr_assert(conf_count_id(conf.c, "t_item", 100) == 1);
+}
+
+Test(baseline, captured_hooks_freed_at_end, .init = conf_init, .fini = conf_fini)
+{
+    CONF_OK(txm_test_baseline(conf.c));
+    txm_tx *t = conf_begin(conf.c);
+    conf_hook *h = NULL;
+    CONF_OK(conf_on_commit(conf.c, "captured", &h));
+    CONF_OK(txm_commit(t));
+    cr_assert(txm_test_hook_count(conf.c) == 1);
+    CONF_OK(txm_test_end(conf.c));
+    cr_assert(h->runs == 0, "txm_test_end ran a captured hook");
+    conf_assert_freed_once();
+}
+
+Test(baseline, rolled_back_level_inside_baseline, .init = conf_init, .fini = conf_fini)
+{
+    CONF_OK(txm_test_baseline(conf.c));
+    txm_tx *t = conf_begin_flags(conf.c, TXM_TX_DURABLE);
+    CONF_OK(conf_item(conf.c, 1));
+    CONF_OK(conf_on_commit(conf.c, "discarded", NULL));
+    CONF_OK(txm_rollback(t));
+    cr_assert(txm_test_hook_count(conf.c) == 0, "hooks of a rolled-back level were captured");
+    t = conf_begin_flags(conf.c, TXM_TX_DURABLE);
+    CONF_OK(conf_item(conf.c, 2));
+    CONF_OK(txm_commit(t));
+    cr_assert(conf_count(conf.c, "t_item") == 1);
+    cr_assert(conf_count_id(conf.c, "t_item", 2) == 1);
+    CONF_OK(txm_test_end(conf.c));
+    cr_assert(conf_count(conf.c, "t_item") == 0);
+    conf_assert_freed_once();
+}
+
+Test(baseline, failed_statement_inside_baseline_does_not_poison_it, .init = conf_init, .fini = conf_fini)
+{
+    CONF_OK(txm_test_baseline(conf.c));
+    txm_tx *t = conf_begin(conf.c);
+    CONF_OK(conf_uniq(conf.c, 1, "a"));
+    CONF_RC(TXM_EUNIQUE, conf_uniq(conf.c, 2, "a"));
+    CONF_RC(TXM_ETX_ABORTED, txm_commit(t));
+    /* the code under test recovers as it would on a fresh connection */
+    t = conf_begin(conf.c);
+    CONF_OK(conf_uniq(conf.c, 3, "b"));
+    CONF_OK(txm_commit(t));
+    cr_assert(conf_count(conf.c, "t_uniq") == 1);
+    CONF_OK(txm_test_end(conf.c));
+    cr_assert(conf_count(conf.c, "t_uniq") == 0);
+}
+
+Test(baseline, statement_error_at_depth_zero_does_not_break_baseline, .init = conf_init, .fini = conf_fini)
+{
+    /* Outside any level the code under test is "in autocommit": an error there must not poison
+     * the hidden baseline transaction (on PostgreSQL that needs a savepoint around the statement). */
+    CONF_OK(txm_test_baseline(conf.c));
+    CONF_OK(conf_uniq(conf.c, 1, "a"));
+    CONF_RC(TXM_EUNIQUE, conf_uniq(conf.c, 2, "a"));
+    CONF_OK(conf_uniq(conf.c, 3, "b"));
+    cr_assert(conf_count(conf.c, "t_uniq") == 2);
+    CONF_OK(txm_test_end(conf.c));
+    cr_assert(conf_count(conf.c, "t_uniq") == 0);
+}
