@@ -1,0 +1,10 @@
+/* Configure-time probe: does `clang -fsanitize=fuzzer` link here (needs libclang-rt-*-dev)? */
+#include <stddef.h>
+#include <stdint.h>
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    (void)data;
+    (void)size;
+    return 0;
+}
