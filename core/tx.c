@@ -214,9 +214,12 @@ static void rollback_server(txm_conn *c)
 
 int txm__run_app_op(txm_conn *c, txm_op *app)
 {
-    size_t n = 0, i, completed = 0, first_level_op;
+    size_t n = 0, i, completed = 0, first_level_op, app_idx;
     txm_tx *bad;
     txm_tx_status st;
+    /* Under a test baseline with no user level, the application is "outside a transaction": its
+     * statement runs in a savepoint of its own so that a failure does not doom the baseline. */
+    bool autocommit_sp = c->has_baseline && c->depth == 1;
     int rc;
 
     if (c->depth > 0 && (bad = failed_ancestor(c, c->depth - 1)) != NULL) {
@@ -228,7 +231,7 @@ int txm__run_app_op(txm_conn *c, txm_op *app)
     }
     if (c->broken)
         return txm__err(TXM_ECONNECTION, "the connection was lost earlier; call txm_reconnect (after rolling back)");
-    if (ensure_ops(c, c->depth + 2))
+    if (ensure_ops(c, c->depth + 4))
         return TXM_ENOMEM;
 
     if (c->pending_release && c->server_in_tx)
@@ -243,19 +246,24 @@ int txm__run_app_op(txm_conn *c, txm_op *app)
         else
             c->ops[n++] = ctl_op(TXM_OP_SAVEPOINT, t->sp_level, NULL);
     }
+    if (autocommit_sp)
+        c->ops[n++] = ctl_op(TXM_OP_SAVEPOINT, 1, NULL);
+    app_idx = n;
     c->ops[n++] = *app;
+    if (autocommit_sp)
+        c->ops[n++] = ctl_op(TXM_OP_RELEASE, 1, NULL);
 
     rc = drive(c, c->ops, n, &completed);
-    *app = c->ops[n - 1]; /* affected count, sink */
+    *app = c->ops[app_idx]; /* affected count, sink */
 
     /* Account for the control ops that took effect. */
     if (first_level_op == 1 && completed >= 1)
         c->pending_release = 0;
-    for (i = first_level_op; i < n - 1 && i < completed; i++) {
+    for (i = first_level_op; i < app_idx && i < completed; i++) {
         if (c->ops[i].kind == TXM_OP_BEGIN) {
             c->levels[0]->started = true;
             c->server_in_tx = true;
-        } else {
+        } else if (c->ops[i].level < c->depth) {
             c->levels[c->ops[i].level]->started = true; /* sp_level is the level's index */
         }
     }
@@ -270,6 +278,21 @@ int txm__run_app_op(txm_conn *c, txm_op *app)
             c->server_in_tx = false;
         if (lost && c->depth > 0)
             txm__err_tls()->pub.flags |= TXM_ERRF_TX_LOST;
+        if (autocommit_sp && !lost && completed >= app_idx) {
+            /* Undo just this statement; the baseline stays usable. */
+            txm_err_rec saved;
+            txm_op undo[2];
+            size_t done;
+            txm__err_copy(&saved, txm_error_last());
+            undo[0] = ctl_op(TXM_OP_ROLLBACK_TO, 1, NULL);
+            undo[1] = ctl_op(TXM_OP_RELEASE, 1, NULL);
+            if (drive(c, undo, 2, &done) == 0) {
+                txm__err_copy(txm__err_tls(), &saved.pub);
+                return rc;
+            }
+            txm__err_copy(txm__err_tls(), &saved.pub);
+            lost = true;
+        }
         poison(c, txm_error_last(), lost);
         return rc;
     }

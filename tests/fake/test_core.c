@@ -447,3 +447,41 @@ Test(robustness, hook_registration_failure_never_runs_and_keeps_payload)
     cr_assert(eq(int, calls[5], 0));
     cr_assert(eq(int, frees, 0));
 }
+
+TestSuite(baseline, .init = setup, .fini = teardown);
+
+Test(baseline, depth_zero_statement_runs_in_its_own_savepoint)
+{
+    cr_assert(eq(int, txm_test_baseline(c), 0));
+    EXEC("A");
+    fake_fail_op(1, TXM_EUNIQUE, 0); /* SP1 ok, STMT B fails */
+    cr_assert(eq(int, txm_exec(c, "B", NULL, 0, NULL), TXM_EUNIQUE));
+    cr_assert(eq(str, (char *)txm_error_last()->constraint_name, "fake_constraint"), "error kept after the undo");
+    EXEC("C"); /* the baseline is not doomed */
+    cr_assert(eq(int, txm_test_end(c), 0));
+    LOG_IS("BEGIN,SP1,STMT:A,REL1 | SP1,STMT:B | RBTO1,REL1 | SP1,STMT:C,REL1 | ROLLBACK");
+}
+
+Test(baseline, user_level_is_a_savepoint_and_its_hooks_are_captured)
+{
+    txm_tx *a;
+    reset_hooks();
+    cr_assert(eq(int, txm_test_baseline(c), 0));
+    cr_assert(eq(int, txm_depth(c), 0));
+    cr_assert(eq(int, txm_forbid_transaction(c, "send_email"), 0));
+    {
+        txm_tx_options o = TXM_TX_OPTIONS_INIT;
+        o.flags = TXM_TX_DURABLE;
+        cr_assert(eq(int, txm_begin(&a, c, &o), 0), "durable works directly inside the baseline");
+    }
+    EXEC("A");
+    txm_on_commit(c, hook_count, (void *)6, count_free);
+    cr_assert(eq(int, txm_commit(a), 0));
+    cr_assert(eq(int, calls[6], 0));
+    cr_assert(eq(sz, txm_test_hook_count(c), 1));
+    cr_assert(eq(int, txm_test_run_hooks(c), 0));
+    cr_assert(eq(int, calls[6], 1));
+    cr_assert(eq(int, txm_test_end(c), 0));
+    cr_assert(eq(int, frees, 1));
+    LOG_IS("BEGIN,SP1,STMT:A | ROLLBACK");
+}
