@@ -948,8 +948,8 @@ static void begin_sql(const txm_tx_options *tx, char *buf, size_t size)
 static const char *xid_sql(const pg_conn *pc)
 {
     /* Before 13 the same answer has the txid_ names (bigint, epoch-qualified too). */
-    return pc->server_version >= 130000 ? "SELECT pg_current_xact_id_if_assigned()::text"
-                                        : "SELECT txid_current_if_assigned()::text";
+    return pc->server_version >= 130000 ? "SELECT pg_current_xact_id_if_assigned()"
+                                        : "SELECT txid_current_if_assigned()";
 }
 
 static int send_op(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, bool in_failed_tx, pg_fail *lf)
@@ -1448,6 +1448,7 @@ static int pg_resolve_outcome(txm_driver_conn *dc, txm_outcome *out)
             PQfinish(conn);
         return rc;
     }
+    PQsetNoticeReceiver(conn, pg_notice, pc);
     deadline = now_ms() + PG_RESOLVE_WAIT_MS;
     for (;;) {
         const char *values[1];
