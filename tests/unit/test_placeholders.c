@@ -254,7 +254,7 @@ Test(placeholders, many_placeholders)
     cr_assert(eq(int, txm__sql_placeholders(sql, TXM_PH_DOLLAR, PG, &out, &count), 0));
     cr_assert(eq(sz, count, N));
     cr_assert(eq(int, strncmp(out, "a $1 a $2 a", 11), 0));
-    cr_assert(eq(str, out + strlen(out) - 9, "a $10000 a"  + 1));
+    cr_assert(eq(str, out + strlen(out) - 9, " $10000 a"));
     txm__free(out);
 
     /* Many '?' inside a literal: sized from the '?' bytes, but none is a placeholder. */
