@@ -382,7 +382,7 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
     size_t n = op->sql_len ? op->sql_len : strlen(s);
     int bs = !(c->db->server_status & SERVER_STATUS_NO_BACKSLASH_ESCAPES);
     size_t i = 0, pi = 0, semi = (size_t)-1;
-    int first_kw = 0, routine = 0, after = 0, content = 0, rc;
+    int first_kw = 0, routine = 0, after = 0, content = 0, in_exec = 0, rc;
 
     while (i < n) {
         unsigned char ch = (unsigned char)s[i];
@@ -413,18 +413,29 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
                 first_kw = 2;
             content = 1;
         } else if (ch == '#' || (ch == '-' && i + 1 < n && s[i + 1] == '-' &&
-                                 (i + 2 >= n || (unsigned char)s[i + 2] <= ' '))) {
+                                 (i + 2 >= n || (unsigned char)s[i + 2] <= ' ' || s[i + 2] == 0x7f))) {
             for (j = i; j < n && s[j] != '\n'; j++)
                 ;
         } else if (ch == '/' && i + 1 < n && s[i + 1] == '*') {
-            int executable = i + 2 < n && (s[i + 2] == '!' || s[i + 2] == 'M');
-            for (j = i + 2; j + 1 < n && !(s[j] == '*' && s[j + 1] == '/'); j++)
-                ;
-            if (j + 1 >= n)
-                return txm_driver_error(TXM_EINVALID, NULL, "unterminated comment starting at offset %zu", i);
-            j += 2;
-            if (executable && semi != (size_t)-1)
-                after = 1;
+            /* Executable comments (slash-star-bang, slash-star-M-bang) are code to the server: their
+             * content is scanned like the rest, as the core's placeholder counter does. */
+            size_t ex = (i + 2 < n && s[i + 2] == '!') ? 3 : (i + 3 < n && s[i + 2] == 'M' && s[i + 3] == '!') ? 4 : 0;
+            if (ex) {
+                in_exec = 1;
+                j = i + ex;
+                if (semi != (size_t)-1)
+                    after = 1;
+                content = 1;
+            } else {
+                for (j = i + 2; j + 1 < n && !(s[j] == '*' && s[j + 1] == '/'); j++)
+                    ;
+                if (j + 1 >= n)
+                    return txm_driver_error(TXM_EINVALID, NULL, "unterminated comment starting at offset %zu", i);
+                j += 2;
+            }
+        } else if (in_exec && ch == '*' && i + 1 < n && s[i + 1] == '/') {
+            in_exec = 0;
+            j = i + 2;
         } else if (ch == '?') {
             if (pi >= op->nparams)
                 return txm_driver_error(TXM_EINVALID, NULL, "statement has more placeholders than the %zu parameters",
@@ -466,6 +477,8 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
             return rc;
         i = j;
     }
+    if (in_exec)
+        return txm_driver_error(TXM_EINVALID, NULL, "unterminated executable comment");
     if (pi != op->nparams)
         return txm_driver_error(TXM_EINVALID, NULL, "statement has %zu placeholders but %zu parameters were given", pi,
                                 op->nparams);
@@ -1072,6 +1085,25 @@ static int connection_dead(my_conn *c)
 #endif
 }
 
+/* After a local failure: reads and discards whatever results are still coming, so that the
+ * connection stays in sync (a CALL sends several). */
+static void drain(my_conn *c)
+{
+    while (mysql_more_results(c->db)) {
+        int st = mysql_next_result(c->db);
+        if (st != 0)
+            break;
+        if (mysql_field_count(c->db) > 0) {
+            MYSQL_RES *res = mysql_use_result(c->db);
+            if (!res)
+                break;
+            mysql_free_result(res);
+        }
+    }
+    if (txm__mysql_is_connection_lost(mysql_errno(c->db), c->flavour))
+        mark_broken(c);
+}
+
 /* Sends the built flight and reads every result. */
 static int exec_flight(my_conn *c, my_flight *f)
 {
@@ -1113,12 +1145,18 @@ static int exec_flight(my_conn *c, my_flight *f)
             mysql_free_result(res); /* drains what is left (after a local failure) */
             if (rc < 0) {
                 f->out->completed = x->op;
+                drain(c);
                 return rc;
             }
             if (x->role == R_STMT)
                 op->affected = -1;
         } else if (x->role == R_STMT) {
             op->affected = (int64_t)mysql_affected_rows(c->db);
+            if (op->sink && txm_sink_columns(op->sink, 0, NULL) != 0) { /* an empty result, not "no result" */
+                f->out->completed = x->op;
+                drain(c);
+                return txm_driver_error(TXM_ENOMEM, NULL, "mysql: out of memory storing an empty result");
+            }
         }
         on_success(c, x, op);
 

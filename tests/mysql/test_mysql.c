@@ -1200,6 +1200,23 @@ Test(mysql, one_statement_per_call, .init = setup)
     cr_assert_eq(q1(c, "SELECT 8; -- done"), 8);
     cr_assert_eq(q1(c, "SELECT 9 /* ; */ # ;\n;"), 9);
     cr_assert_eq(q1(c, "SELECT LENGTH(';`;\\';') -- ;"), 5); /* ;`;'; */
+    /* executable comments are code: their placeholders count (as the core counts them) */
+    {
+        txm_value p = txm_int(41);
+        int64_t v = 0;
+        OK(txm_query_i64(c, &v, "SELECT /*!40000 ? + */ 1", &p, 1));
+        cr_assert_eq(v, 42);
+        OK(txm_query_i64(c, &v, "SELECT /*M!100000 ? + */ 1", &p, 1));
+        cr_assert_eq(v, 42);
+        OK(txm_query_i64(c, &v, "SELECT /*Mary?*/ ?", &p, 1)); /* an ordinary comment */
+        cr_assert_eq(v, 41);
+    }
+    /* a query that returns no result set gives an empty result */
+    OK(txm_query(&r, c, "DO 1", NULL, 0));
+    cr_assert_eq(txm_rows_columns(r), 0);
+    cr_assert_eq(txm_rows_count(r), 0);
+    cr_assert(!txm_rows_next(r));
+    txm_rows_free(r);
     /* stored programs contain ';' and go alone */
     x(c, "CREATE PROCEDURE myt_proc(IN k INT) BEGIN INSERT INTO myt_item VALUES (k, 'p'); SELECT k * 2 AS v; END");
     {
