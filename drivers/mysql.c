@@ -601,7 +601,8 @@ static MYSQL *my_connect(const my_params *p, unsigned connect_timeout, unsigned 
 {
     MYSQL *db;
     unsigned ct = connect_timeout;
-    my_bool off = 0, on = 1;
+    /* my_bool (MariaDB) and bool (MySQL 8) are both one byte */
+    unsigned char off = 0, on = 1;
     unsigned int infile = 0;
 
     if (pthread_once(&my_lib_once, my_lib_init) != 0 || my_lib_rc != 0) {
@@ -626,11 +627,17 @@ static MYSQL *my_connect(const my_params *p, unsigned connect_timeout, unsigned 
      * let a server read client files through LOAD DATA LOCAL. */
     mysql_options(db, MYSQL_OPT_RECONNECT, &off);
     mysql_options(db, MYSQL_OPT_LOCAL_INFILE, &infile);
-    if (p->ssl) {
+#if defined(MARIADB_PACKAGE_VERSION)
+    if (p->ssl)
         mysql_options(db, MYSQL_OPT_SSL_ENFORCE, &on);
-    }
     if (p->ssl_verify)
         mysql_options(db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
+#else /* libmysqlclient 8: one mode instead (untested build path) */
+    if (p->ssl || p->ssl_verify) {
+        unsigned int mode = p->ssl_verify ? SSL_MODE_VERIFY_CA : SSL_MODE_REQUIRED;
+        mysql_options(db, MYSQL_OPT_SSL_MODE, &mode);
+    }
+#endif
     if (p->ssl_ca)
         mysql_options(db, MYSQL_OPT_SSL_CA, p->ssl_ca);
     if (!mysql_real_connect(db, p->host, p->user, p->password, p->db, p->port, p->socket,
@@ -1056,7 +1063,7 @@ static void on_success(my_conn *c, const my_expect *e, const txm_op *op)
     {
         int now = (c->db->server_status & SERVER_STATUS_IN_TRANS) != 0;
         if (c->in_tx && !now && e->role != R_COMMIT && e->role != R_ROLLBACK && e->role != R_RELEASE_TXLOCKS)
-            txm_driver_log(&c->base, TXM_LOG_WARN,
+            txm_driver_log(&c->base, TXM_LOG_DEBUG,
                            "mysql: the server reports no open transaction after a successful %s: implicit commit",
                            op_name(op->kind));
         c->in_tx = now;
