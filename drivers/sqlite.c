@@ -51,6 +51,11 @@ static const char *const ctl_sql[CTL_COUNT] = {
     "PRAGMA query_only", "PRAGMA query_only=1", "PRAGMA query_only=0",
 };
 
+/* Savepoint statements of the first levels are prepared once, like the control statements. */
+#define SQ_SP_SLOTS 16
+enum { SP_SAVEPOINT, SP_RELEASE, SP_ROLLBACK_TO, SP_KINDS };
+static const char *const sp_verb[SP_KINDS] = {"SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT"};
+
 typedef struct sq_cached {
     char *sql; /* owned copy of the key */
     size_t len;
@@ -72,6 +77,7 @@ typedef struct sq_conn {
     bool ro_tx;         /* the open transaction set query_only; restore it when it ends */
     int query_only_was; /* query_only before the read-only transaction */
     sqlite3_stmt *ctl[CTL_COUNT];
+    sqlite3_stmt *sp[SP_KINDS][SQ_SP_SLOTS]; /* [kind][level - 1] */
     sq_cached *cache;
     size_t cache_cap;
     size_t cache_len;
@@ -533,28 +539,41 @@ static int op_begin(sq_conn *c, const txm_op *op)
     return 0;
 }
 
-static int op_savepoint_sql(sq_conn *c, const char *verb, unsigned level, sq_ctx ctx)
+static const char *sp_sql(char *buf, size_t size, int kind, unsigned level)
 {
-    char name[32], sql[96];
-    sqlite3_stmt *st;
-    sq_cached *slot;
-    int rc, n;
-    if (level == 0)
-        return txm_driver_error(TXM_EINVALID, NULL, "%s: savepoint level 0 is invalid", verb);
+    char name[32];
     txm_savepoint_name(name, sizeof name, level);
-    n = snprintf(sql, sizeof sql, "%s %s", verb, name);
-    rc = stmt_get(c, sql, (size_t)n, &st, &slot);
-    if (rc)
-        return rc;
+    snprintf(buf, size, "%s %s", sp_verb[kind], name);
+    return buf;
+}
+
+static int op_savepoint(sq_conn *c, int kind, unsigned level)
+{
+    sqlite3_stmt *st = NULL, **slot = NULL;
+    char sql[96];
+    int rc;
+    if (level == 0)
+        return txm_driver_error(TXM_EINVALID, NULL, "%s: savepoint level 0 is invalid", sp_verb[kind]);
+    if (level <= SQ_SP_SLOTS) {
+        slot = &c->sp[kind][level - 1];
+        st = *slot;
+    }
+    if (!st) {
+        c->busy_gave_up = false;
+        rc = sqlite3_prepare_v3(c->db, sp_sql(sql, sizeof sql, kind, level), -1,
+                                slot ? SQLITE_PREPARE_PERSISTENT : 0, &st, NULL);
+        if (rc != SQLITE_OK) {
+            rc = report(c, sqlite3_extended_errcode(c->db), CTX_CONTROL, sql);
+            sqlite3_finalize(st);
+            return rc;
+        }
+        if (slot)
+            *slot = st;
+    }
     c->busy_gave_up = false;
     rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) {
-        rc = report(c, rc == SQLITE_ROW ? SQLITE_MISUSE : rc, ctx, sql);
-        sqlite3_reset(st);
-    } else {
-        sqlite3_reset(st);
-        rc = 0;
-    }
+    rc = rc == SQLITE_DONE ? 0 : report(c, rc, CTX_CONTROL, sp_sql(sql, sizeof sql, kind, level));
+    sqlite3_reset(st);
     if (!slot)
         sqlite3_finalize(st);
     return rc;
@@ -732,11 +751,11 @@ static int run_op(sq_conn *c, txm_op *op)
     case TXM_OP_BEGIN:
         return op_begin(c, op);
     case TXM_OP_SAVEPOINT:
-        return op_savepoint_sql(c, "SAVEPOINT", op->level, CTX_CONTROL);
+        return op_savepoint(c, SP_SAVEPOINT, op->level);
     case TXM_OP_RELEASE:
-        return op_savepoint_sql(c, "RELEASE SAVEPOINT", op->level, CTX_CONTROL);
+        return op_savepoint(c, SP_RELEASE, op->level);
     case TXM_OP_ROLLBACK_TO:
-        return op_savepoint_sql(c, "ROLLBACK TO SAVEPOINT", op->level, CTX_CONTROL);
+        return op_savepoint(c, SP_ROLLBACK_TO, op->level);
     case TXM_OP_COMMIT:
         return ctl_run(c, CTL_COMMIT, CTX_COMMIT, "COMMIT", NULL);
     case TXM_OP_ROLLBACK:
@@ -822,6 +841,10 @@ static void sq_close(txm_driver_conn *dc)
     for (i = 0; i < CTL_COUNT; i++) {
         sqlite3_finalize(c->ctl[i]);
         c->ctl[i] = NULL;
+    }
+    for (i = 0; i < SP_KINDS * SQ_SP_SLOTS; i++) {
+        sqlite3_finalize(c->sp[i / SQ_SP_SLOTS][i % SQ_SP_SLOTS]);
+        c->sp[i / SQ_SP_SLOTS][i % SQ_SP_SLOTS] = NULL;
     }
     if (c->db) {
         sqlite3_close_v2(c->db);

@@ -652,6 +652,28 @@ Test(sqlite_tx, savepoint_rollback_keeps_the_outer_work)
     txm_close(c);
 }
 
+Test(sqlite_tx, deep_savepoint_levels_work_past_the_prepared_slots)
+{
+    /* The driver keeps prepared SAVEPOINT/RELEASE/ROLLBACK TO statements for the first 16 levels
+     * and prepares deeper ones each time. */
+    txm_conn *c = open_fmt(NULL, "sqlite::memory:");
+    txm_tx *t[20];
+    int i;
+    exec(c, "CREATE TABLE t(level INTEGER)");
+    for (i = 0; i < 20; i++) {
+        txm_value v = txm_int(i);
+        t[i] = begin(c, 0);
+        OK(txm_exec(c, "INSERT INTO t VALUES (?)", &v, 1, NULL));
+    }
+    for (i = 19; i >= 14; i--)
+        OK(txm_rollback(t[i]));
+    cr_assert(eq(i64, i64(c, "SELECT max(level) FROM t"), 13));
+    for (i = 13; i >= 0; i--)
+        OK(txm_commit(t[i]));
+    cr_assert(eq(i64, i64(c, "SELECT count(*) FROM t"), 14));
+    txm_close(c);
+}
+
 /* ---- cancel ------------------------------------------------------------------------------ */
 
 typedef struct cancel_job {
