@@ -235,17 +235,45 @@ static int scan(const char *s, size_t n, unsigned dialect, char *dst, size_t *co
     const bool pg = (dialect & TXM_DIALECT_DOLLAR_QUOTES) != 0;
     const bool bs = (dialect & TXM_DIALECT_BACKSLASH) != 0;
     const bool mysql = (dialect & TXM_DIALECT_HASH_COMMENTS) != 0;
-    size_t i = 0, run = 0, k = 0, exec_open = NONE, from = 0;
+    size_t i = 0, run = 0, k = 0, exec_open = NONE, from = 0, m = 0;
     char *d = dst;
+    char stops[16]; /* the bytes that can start something in this dialect */
+
+    stops[m++] = '?';
+    stops[m++] = '\'';
+    stops[m++] = '"';
+    stops[m++] = '-';
+    stops[m++] = '/';
+    if (dialect & TXM_DIALECT_BACKTICKS)
+        stops[m++] = '`';
+    if (dialect & TXM_DIALECT_BRACKETS)
+        stops[m++] = '[';
+    if (mysql) {
+        stops[m++] = '#';
+        stops[m++] = '*'; /* end of an executable comment */
+    }
+    if (pg)
+        stops[m++] = '$';
+    stops[m] = '\0';
 
     while (i < n) {
         size_t end, tlen;
         const char *what;
-        unsigned char c = (unsigned char)s[i];
-        if (!(cl(c) & C_SPECIAL)) {
-            i++;
-            continue;
+        unsigned char c;
+        /* Ordinary bytes: a table lookup for short runs; past 16 bytes, strcspn (vectorised in
+         * glibc) with this dialect's stop bytes. s[n] is the terminating NUL, so strcspn stops
+         * there at the latest. */
+        if (!(cl((unsigned char)s[i]) & C_SPECIAL)) {
+            size_t j = i + 1, lim = n - i > 16 ? i + 16 : n;
+            while (j < lim && !(cl((unsigned char)s[j]) & C_SPECIAL))
+                j++;
+            if (j == i + 16)
+                j += strcspn(s + j, stops);
+            i = j;
+            if (i >= n)
+                break;
         }
+        c = (unsigned char)s[i];
         switch (c) {
         case '?':
             k++;
@@ -472,7 +500,11 @@ const char *txm__sql_tx_control(const char *sql, unsigned dialect)
     size_t n, i, k;
     if (!sql)
         return NULL;
-    n = strlen(sql);
+    /* Only the start of the text matters. Its length is needed only to skip leading noise (the
+     * comment skippers are bounded by n); keyword_at stops at the NUL by itself. */
+    n = NONE;
+    if (strchr(" \t\n\r\f\v(;-/#", sql[0]) && sql[0] != '\0')
+        n = strlen(sql);
     i = skip_noise(sql, n, 0, dialect, true);
     for (k = 0; k < sizeof keywords / sizeof keywords[0]; k++) {
         const char *kw = keywords[k];
@@ -481,6 +513,8 @@ const char *txm__sql_tx_control(const char *sql, unsigned dialect)
         if (strcmp(kw, "START") != 0)
             return kw;
         /* START counts only as START TRANSACTION (not START SLAVE / START REPLICA). */
+        if (n == NONE)
+            n = strlen(sql);
         i = skip_noise(sql, n, i + 5, dialect, false);
         return keyword_at(sql, n, i, "TRANSACTION") ? kw : NULL;
     }

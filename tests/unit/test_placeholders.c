@@ -220,6 +220,30 @@ Test(placeholders, sqlite)
     RUN(t);
 }
 
+/* Runs of more than 16 ordinary bytes take the strcspn path: every dialect's stop bytes must be
+ * found there too. */
+#define A40 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+Test(placeholders, long_runs_of_ordinary_bytes)
+{
+    const ph_case t[] = {
+        {PG, A40 " $$?$$ " A40 " ?", 0, 1, A40 " $$?$$ " A40 " $1", NULL},
+        {PG, A40 "$x$ ?", 0, 1, A40 "$x$ $1", NULL}, /* aaa$x$ is an identifier, not a quote */
+        {PG, A40 "$x$?$x$ ?", TXM_EINVALID, 0, NULL, "dollar-quoted string starting at byte offset 44"},
+        {PG, A40 " /*" A40 "/*" A40 "*/" A40 "?*/ ?", 0, 1, A40 " /*" A40 "/*" A40 "*/" A40 "?*/ $1", NULL},
+        {PG, A40 " --" A40 "?\n" A40 " ?", 0, 1, A40 " --" A40 "?\n" A40 " $1", NULL},
+        {MY, A40 " #" A40 "?\n" A40 "?", 0, 1, A40 " #" A40 "?\n" A40 " $1", NULL},
+        {MY, "/*! " A40 "*/ ?", 0, 1, "/*! " A40 "*/ $1", NULL},
+        {MY, A40 " `" A40 "?` " A40 " ?", 0, 1, A40 " `" A40 "?` " A40 " $1", NULL},
+        {MY, A40 " \"" A40 "\\\"?\" ?", 0, 1, A40 " \"" A40 "\\\"?\" $1", NULL},
+        {LITE, A40 " [" A40 "?] " A40 " ?", 0, 1, A40 " [" A40 "?] " A40 " $1", NULL},
+        {LITE, A40 " '" A40 "?' " A40 " ?", 0, 1, A40 " '" A40 "?' " A40 " $1", NULL},
+        {ANSI, A40 A40 "?", 0, 1, A40 A40 " $1", NULL},
+        {ANSI, A40 "'", TXM_EINVALID, 0, NULL, "string literal starting at byte offset 40"},
+        {MY, A40 "/*! " A40, TXM_EINVALID, 0, NULL, "executable comment starting at byte offset 40"},
+    };
+    RUN(t);
+}
+
 Test(placeholders, many_placeholders)
 {
     /* 10000 placeholders: the output grows by one digit per power of ten; ASan checks the size. */
