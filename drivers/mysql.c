@@ -1178,8 +1178,13 @@ static int exec_flight(my_conn *c, my_flight *f)
                                         op->timeout_ms);
             }
             if (scalar != 1) {
+                /* NULL: the wait was interrupted (KILL QUERY, i.e. txm_cancel; MariaDB reports no
+                 * error for it) or the server failed; the key and timeout are always valid here. */
                 f->out->completed = x->op;
-                return txm_driver_error(TXM_ERROR, NULL, "GET_LOCK('%s') failed (returned NULL)", op->key);
+                return txm_driver_error(TXM_ECANCELED, NULL,
+                                        "GET_LOCK('%s') returned NULL: the wait was interrupted (txm_cancel / KILL "
+                                        "QUERY) or failed on the server",
+                                        op->key);
             }
             if ((op->lock_flags & TXM_LOCK_TX) && txlock_add(c, name)) {
                 /* Could not remember it: release now rather than leak a lock past the transaction. */

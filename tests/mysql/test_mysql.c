@@ -651,6 +651,39 @@ Test(mysql, cancel_interrupts_the_running_statement, .init = setup, .timeout = 1
     txm_close(a.c);
 }
 
+static void *lock_wait(void *arg)
+{
+    cancel_arg *a = arg;
+    a->rc = txm_lock(a->c, "myt-cancel", TXM_LOCK_SESSION, 30000);
+    a->e = last_err();
+    return NULL;
+}
+
+Test(mysql, cancel_interrupts_a_lock_wait, .init = setup, .timeout = 120)
+{
+    cancel_arg a;
+    pthread_t th;
+    txm_conn *holder;
+    char sql[300];
+    NEED_MY();
+    memset(&a, 0, sizeof a);
+    a.c = open_my();
+    holder = open_my();
+    OK(txm_lock(holder, "myt-cancel", TXM_LOCK_SESSION, 0));
+    snprintf(sql, sizeof sql,
+             "SELECT COUNT(*) FROM information_schema.processlist WHERE id = %lld AND info LIKE 'SELECT GET_LOCK%%'",
+             (long long)conn_id(a.c));
+    pthread_create(&th, NULL, lock_wait, &a);
+    wait_until(holder, sql, "the lock wait to start");
+    OK(txm_cancel(a.c));
+    pthread_join(th, NULL);
+    cr_assert(a.rc == TXM_ECANCELED, "got %s: %s", txm_err_name(a.rc), a.e.message);
+    cr_assert_eq(q1(a.c, "SELECT 1"), 1);
+    OK(txm_unlock(holder, "myt-cancel", TXM_LOCK_SESSION));
+    txm_close(holder);
+    txm_close(a.c);
+}
+
 /* ---- connection killed ---------------------------------------------------------------------- */
 
 static int hook_count(txm_conn *c, void *payload)
