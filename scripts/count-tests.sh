@@ -14,6 +14,8 @@
 #    the test "passing". Each such report moves one test from passed to failed.
 #  - If the executable failed (non-zero exit, signal, timeout) but no test was counted as failed,
 #    one failure is added: something went wrong outside any test.
+#  - Criterion leaves skipped tests out of "Tested"; lines starting "[SKIP]" (printed by tests
+#    that skip, or by Criterion with --verbose) are counted as skipped, for information only.
 #  - A block without a Synthesis line is one test judged by meson's result: exit status 0 passes,
 #    77 is skipped, anything else fails.
 set -euo pipefail
@@ -61,6 +63,7 @@ function num(s) { gsub(/[^0-9]/, "", s); return s + 0 }
     syn = 1
     next
 }
+/^\[SKIP\]/ { S++; next }
 /ERROR: LeakSanitizer: detected memory leaks/ {
     leaks++
     printf "LEAK in %s\n", name > "/dev/stderr"

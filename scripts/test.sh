@@ -39,9 +39,14 @@ phase_done() {
     printf '== %s done in %ss\n' "$1" "$secs" >&2
     t_phase=$SECONDS
 }
-section() { printf '\n========== %s ==========\n' "$*" >&2; }
+section() {
+    current=$*
+    printf '\n========== %s ==========\n' "$*" >&2
+}
 
 tmp=""
+current="start"
+summary_printed=0
 total_pass=0
 total_fail=0
 total_skip=0
@@ -64,11 +69,19 @@ cleanup() {
         bash scripts/pg-server.sh stop "$tmp/pg" >&2
         bash scripts/mariadb-server.sh stop "$tmp/mysql" >&2
         [ "$rc" -ne 0 ] && print_server_logs
+    fi
+    if [ -n "$tmp" ]; then
         if [ "${TXM_TEST_KEEP:-0}" = 1 ]; then
             echo "kept $tmp" >&2
         else
             rm -rf "$tmp"
         fi
+    fi
+    if [ "$summary_printed" = 0 ]; then
+        # Stopped early (a step failed, or interrupted): the failed step counts as one failure.
+        echo "error: scripts/test.sh stopped during: $current (exit $rc)" >&2
+        [ "$rc" -ne 0 ] || rc=1
+        echo "$total_pass passed, $((total_fail + 1)) failed"
     fi
     exit "$rc"
 }
@@ -185,4 +198,5 @@ if [ "$total_pass" -eq 0 ] && [ "$total_fail" -eq 0 ]; then
     total_fail=1
 fi
 echo "$total_pass passed, $total_fail failed"
+summary_printed=1
 [ "$servers_ok" = 1 ] && [ "$run_rc" -eq 0 ] && [ "$total_fail" -eq 0 ]
