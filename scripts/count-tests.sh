@@ -11,7 +11,11 @@
 #    with Criterion 2.4), so passed += P and failed += T - P.
 #  - Criterion records a test's verdict before its worker process exits, so a LeakSanitizer report
 #    at the worker's exit, or a crash in .fini ("crashed during its setup or teardown"), leaves
-#    the test "passing". Each such report moves one test from passed to failed.
+#    the test "passing". Sanitizer reports (ERROR: LeakSanitizer / AddressSanitizer, UBSan's
+#    "runtime error:") beyond the number of tests Criterion failed, or teardown crashes, whichever
+#    is larger, move that many tests from passed to failed. test.sh runs the sanitizer tree with
+#    abort_on_error=1, so every report after a verdict also shows up as a named teardown crash.
+#    Every report is printed on stderr with the test executable's name.
 #  - If the executable failed (non-zero exit, signal, timeout) but no test was counted as failed,
 #    one failure is added: something went wrong outside any test.
 #  - Criterion leaves skipped tests out of "Tested"; lines starting "[SKIP]" (printed by tests
@@ -22,10 +26,13 @@ set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 MESON-TESTLOG.txt..." >&2; exit 2; }
 
 awk '
-function flush(   extra) {
+function flush(   extra, surplus) {
     if (!inblock) return
     if (syn) {
-        extra = (teardown > leaks) ? teardown : leaks
+        # Reports beyond the tests Criterion already failed belong to tests it counted passing.
+        surplus = reports - (t - p)
+        extra = (teardown > surplus) ? teardown : surplus
+        if (extra < 0) extra = 0
         if (extra > p) extra = p
         P += p - extra
         F += (t - p) + extra
@@ -46,7 +53,7 @@ function num(s) { gsub(/[^0-9]/, "", s); return s + 0 }
 { gsub(/\033\[[0-9;]*m/, "") }
 /^=+ [0-9]+\/[0-9]+ =+$/ {
     flush()
-    inblock = 1; syn = 0; t = 0; p = 0; leaks = 0; teardown = 0; res = ""; name = ""
+    inblock = 1; syn = 0; t = 0; p = 0; reports = 0; teardown = 0; res = ""; name = ""
     next
 }
 !inblock { next }
@@ -64,9 +71,9 @@ function num(s) { gsub(/[^0-9]/, "", s); return s + 0 }
     next
 }
 /^\[SKIP\]/ { S++; next }
-/ERROR: LeakSanitizer: detected memory leaks/ {
-    leaks++
-    printf "LEAK in %s\n", name > "/dev/stderr"
+/ERROR: (LeakSanitizer|AddressSanitizer):|: runtime error: / {
+    reports++
+    printf "SANITIZER in %s: %s\n", name, $0 > "/dev/stderr"
     next
 }
 /crashed during its setup or teardown/ {

@@ -173,9 +173,11 @@ if [ "${TXM_TEST_SKIP_SANITIZE:-0}" != 1 ]; then
     section "build (build-sanitize/: ASan + UBSan)"
     configure build-sanitize -Db_sanitize=address,undefined -Db_lundef=false
     phase_done "build (sanitizers)"
-    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-    # abort_on_error: a leak found when a test's process exits makes Criterion name the test
-    # ("crashed during its setup or teardown"); count-tests.sh counts it as a failure.
+    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1
+    # Criterion records a verdict before the test's process exits: a leak (or a UBSan report)
+    # found at exit would leave the test "passing". abort_on_error turns it into a crash that
+    # Criterion names ("crashed during its setup or teardown"); count-tests.sh counts those and
+    # every sanitizer report beyond the tests already failed.
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1
     run_tree build-sanitize "ASan+UBSan build" "${TXM_TEST_SANITIZE_TIMEOUT_MULTIPLIER:-6}"
     unset UBSAN_OPTIONS ASAN_OPTIONS
