@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -112,6 +113,18 @@ typedef struct my_conn {
     int id_mu_init;
     unsigned long thread_id;
 } my_conn;
+
+/* Doubles are printed into SQL and parsed from results in the "C" locale whatever the
+ * application's LC_NUMERIC is (a German locale would print "1,5e+00": a syntax error). */
+static pthread_once_t my_c_locale_once = PTHREAD_ONCE_INIT;
+static locale_t my_c_locale;
+static void my_c_locale_init(void) { my_c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0); }
+
+static locale_t c_numeric(void)
+{
+    pthread_once(&my_c_locale_once, my_c_locale_init);
+    return my_c_locale;
+}
 
 static pthread_once_t my_lib_once = PTHREAD_ONCE_INIT;
 static int my_lib_rc;
@@ -325,7 +338,13 @@ static int put_param(my_conn *c, const txm_value *v, size_t idx)
         if (!isfinite(v->u.d))
             return txm_driver_error(TXM_EDATA, NULL, "parameter %zu: MySQL cannot store a non-finite REAL", idx + 1);
         /* An exponent makes the server read it as DOUBLE, not DECIMAL; 17 digits round-trip. */
-        return putf(c, "%.16e", v->u.d);
+        {
+            locale_t cl = c_numeric(), old = cl ? uselocale(cl) : (locale_t)0;
+            rc = putf(c, "%.16e", v->u.d);
+            if (cl)
+                uselocale(old);
+            return rc;
+        }
     case TXM_T_TEXT:
         if (!v->u.buf.ptr && v->u.buf.len)
             return txm_driver_error(TXM_EINVALID, NULL, "parameter %zu: NULL text pointer", idx + 1);
@@ -958,7 +977,10 @@ static txm_value cell_value(const MYSQL_FIELD *f, const char *v, unsigned long l
         return txm_textn(v, len); /* BIGINT UNSIGNED above INT64_MAX stays exact as text */
     case MYSQL_TYPE_FLOAT:
     case MYSQL_TYPE_DOUBLE: {
+        locale_t cl = c_numeric(), old = cl ? uselocale(cl) : (locale_t)0;
         double d = strtod(v, &end);
+        if (cl)
+            uselocale(old);
         if (end == v + len)
             return txm_real(d);
         return txm_textn(v, len);

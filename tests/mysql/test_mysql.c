@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <float.h>
+#include <locale.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -1213,6 +1214,36 @@ Test(mysql, parameters_round_trip_safely, .init = setup)
             RC(TXM_EDATA, txm_exec(c, "SELECT ?", &p, 1, NULL));
         }
     }
+    txm_close(c);
+}
+
+/* Under a locale whose decimal separator is ',', REAL parameters and results must still work (the
+ * driver prints and parses doubles in the C locale). Skips when no such locale is installed
+ * (generate one with `localedef -i de_DE -f UTF-8 DIR/de_DE.UTF-8` and LOCPATH=DIR). */
+Test(mysql, doubles_ignore_the_application_locale, .init = setup)
+{
+    static const char *names[] = {"de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8", "fr_FR.utf8", "de_DE", "fr_FR"};
+    const char *got = NULL;
+    txm_conn *c;
+    txm_rows *r;
+    txm_value p = txm_real(1.5);
+    NEED_MY();
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && !got; i++)
+        got = setlocale(LC_NUMERIC, names[i]);
+    if (!got || localeconv()->decimal_point[0] != ',') {
+        setlocale(LC_NUMERIC, "C");
+        fprintf(stderr, "[SKIP] no locale with a decimal comma is installed\n");
+        cr_skip_test("no locale with a decimal comma (de_DE/fr_FR) is installed");
+    }
+    c = open_my();
+    OK(txm_query(&r, c, "SELECT ? * 2, 0.25e0", &p, 1));
+    cr_assert(txm_rows_next(r));
+    cr_assert_eq(txm_rows_type(r, 0), TXM_T_REAL);
+    cr_assert(txm_rows_get_double(r, 0) == 3.0);
+    cr_assert_eq(txm_rows_type(r, 1), TXM_T_REAL);
+    cr_assert(txm_rows_get_double(r, 1) == 0.25);
+    txm_rows_free(r);
+    setlocale(LC_NUMERIC, "C");
     txm_close(c);
 }
 
