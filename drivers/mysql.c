@@ -1166,10 +1166,13 @@ static int exec_flight(my_conn *c, my_flight *f)
             if (!res)
                 return fail_db(c, f, x->op, 1);
             rc = read_rows(c, res, x->role, op, &scalar);
-            if (rc == 1) {
-                int r2 = fail_db(c, f, x->op, 1);
+            if (rc == 1) { /* error during the fetch: copy it, close the result, then report */
+                char m[MYSQL_ERRMSG_SIZE + 1], st6[6];
+                unsigned native = mysql_errno(c->db);
+                snprintf(m, sizeof m, "%s", mysql_error(c->db));
+                snprintf(st6, sizeof st6, "%s", mysql_sqlstate(c->db));
                 mysql_free_result(res);
-                return r2;
+                return fail_native(c, f, x->op, native, st6, m, 1);
             }
             mysql_free_result(res); /* drains what is left (after a local failure) */
             if (rc < 0) {
@@ -1253,9 +1256,12 @@ static int exec_flight(my_conn *c, my_flight *f)
             while (mysql_fetch_row(res))
                 ;
             if (mysql_errno(c->db)) {
-                int r2 = fail_db(c, f, last_op, 1);
+                char m[MYSQL_ERRMSG_SIZE + 1], st6[6];
+                unsigned native = mysql_errno(c->db);
+                snprintf(m, sizeof m, "%s", mysql_error(c->db));
+                snprintf(st6, sizeof st6, "%s", mysql_sqlstate(c->db));
                 mysql_free_result(res);
-                return r2;
+                return fail_native(c, f, last_op, native, st6, m, 1);
             }
             mysql_free_result(res);
         }
