@@ -132,7 +132,14 @@ const char *conf_url_with(char *buf, size_t size, const char *opt)
 /* ---------------------------------------------------------------------------------------------
  * Fixtures
  * ------------------------------------------------------------------------------------------- */
-enum { T_DEFERRED = 0x1 };
+/* Table sets: each test creates only what it uses (DDL dominates a test's time on MariaDB). */
+enum {
+    T_BASE = 0x1,     /* t_item, t_uniq, t_counter */
+    T_FK = 0x2,       /* t_parent, t_child */
+    T_CHECK = 0x4,    /* t_check */
+    T_VALS = 0x8,     /* t_vals */
+    T_DEFERRED = 0x10 /* t_parent, t_dchild (PostgreSQL, SQLite) */
+};
 
 static void open_main(void)
 {
@@ -149,8 +156,9 @@ static bool deferrable_fk_supported(void)
     return conf_is("postgresql") || conf_is("sqlite");
 }
 
-static void create_tables(unsigned extra)
+static void create_tables(unsigned set)
 {
+    /* Every table a previous test may have left, children first. */
     static const char *const drops[] = {
         "DROP TABLE IF EXISTS t_dchild", "DROP TABLE IF EXISTS t_child", "DROP TABLE IF EXISTS t_parent",
         "DROP TABLE IF EXISTS t_item",   "DROP TABLE IF EXISTS t_uniq",  "DROP TABLE IF EXISTS t_check",
@@ -159,25 +167,32 @@ static void create_tables(unsigned extra)
     for (size_t i = 0; i < sizeof drops / sizeof drops[0]; i++)
         conf_exec(conf.c, drops[i]);
 
-    conf_exec(conf.c, "CREATE TABLE t_item (id INTEGER PRIMARY KEY, name VARCHAR(100), n INTEGER)");
-    conf_exec(conf.c, "CREATE TABLE t_uniq (id INTEGER PRIMARY KEY, code VARCHAR(100) NOT NULL, "
-                      "CONSTRAINT uq_t_uniq_code UNIQUE (code))");
-    conf_exec(conf.c, "CREATE TABLE t_parent (id INTEGER PRIMARY KEY, name VARCHAR(100))");
-    conf_exec(conf.c, "CREATE TABLE t_child (id INTEGER PRIMARY KEY, parent_id INTEGER, "
-                      "CONSTRAINT fk_t_child_parent FOREIGN KEY (parent_id) REFERENCES t_parent (id))");
-    conf_exec(conf.c, "CREATE TABLE t_check (id INTEGER PRIMARY KEY, qty INTEGER, "
-                      "CONSTRAINT ck_t_check_qty CHECK (qty >= 0))");
-    conf_exec(conf.c, "CREATE TABLE t_counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)");
-    conf_exec(conf.c, "INSERT INTO t_counter (id, n) VALUES (1, 100), (2, 100)");
-    /* The only engine-specific DDL: the blob type, and utf8mb4 text on MySQL/MariaDB, whose
-     * server default character set may not hold every Unicode character. */
-    char sql[512];
-    snprintf(sql, sizeof sql,
-             "CREATE TABLE t_vals (id INTEGER PRIMARY KEY, i BIGINT, r DOUBLE PRECISION, t VARCHAR(100), "
-             "b %s)%s",
-             conf_is("postgresql") ? "BYTEA" : "BLOB", conf_is("mysql") ? " DEFAULT CHARSET=utf8mb4" : "");
-    conf_exec(conf.c, sql);
-    if ((extra & T_DEFERRED) && deferrable_fk_supported())
+    if (set & T_BASE) {
+        conf_exec(conf.c, "CREATE TABLE t_item (id INTEGER PRIMARY KEY, name VARCHAR(100), n INTEGER)");
+        conf_exec(conf.c, "CREATE TABLE t_uniq (id INTEGER PRIMARY KEY, code VARCHAR(100) NOT NULL, "
+                          "CONSTRAINT uq_t_uniq_code UNIQUE (code))");
+        conf_exec(conf.c, "CREATE TABLE t_counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)");
+        conf_exec(conf.c, "INSERT INTO t_counter (id, n) VALUES (1, 100), (2, 100)");
+    }
+    if (set & (T_FK | T_DEFERRED))
+        conf_exec(conf.c, "CREATE TABLE t_parent (id INTEGER PRIMARY KEY, name VARCHAR(100))");
+    if (set & T_FK)
+        conf_exec(conf.c, "CREATE TABLE t_child (id INTEGER PRIMARY KEY, parent_id INTEGER, "
+                          "CONSTRAINT fk_t_child_parent FOREIGN KEY (parent_id) REFERENCES t_parent (id))");
+    if (set & T_CHECK)
+        conf_exec(conf.c, "CREATE TABLE t_check (id INTEGER PRIMARY KEY, qty INTEGER, "
+                          "CONSTRAINT ck_t_check_qty CHECK (qty >= 0))");
+    if (set & T_VALS) {
+        /* The only engine-specific DDL: the blob type, and utf8mb4 text on MySQL/MariaDB, whose
+         * server default character set may not hold every Unicode character. */
+        char sql[512];
+        snprintf(sql, sizeof sql,
+                 "CREATE TABLE t_vals (id INTEGER PRIMARY KEY, i BIGINT, r DOUBLE PRECISION, t VARCHAR(100), "
+                 "b %s)%s",
+                 conf_is("postgresql") ? "BYTEA" : "BLOB", conf_is("mysql") ? " DEFAULT CHARSET=utf8mb4" : "");
+        conf_exec(conf.c, sql);
+    }
+    if ((set & T_DEFERRED) && deferrable_fk_supported())
         conf_exec(conf.c, "CREATE TABLE t_dchild (id INTEGER PRIMARY KEY, parent_id INTEGER, "
                           "CONSTRAINT fk_t_dchild_parent FOREIGN KEY (parent_id) REFERENCES t_parent (id) "
                           "DEFERRABLE INITIALLY DEFERRED)");
@@ -192,7 +207,7 @@ void conf_init(void)
 {
     resolve_url();
     open_main();
-    create_tables(0);
+    create_tables(T_BASE);
 }
 
 void conf_init_shared(void)
@@ -200,7 +215,14 @@ void conf_init_shared(void)
     resolve_url();
     make_shared();
     open_main();
-    create_tables(0);
+    create_tables(T_BASE);
+}
+
+void conf_init_all(void)
+{
+    resolve_url();
+    open_main();
+    create_tables(T_BASE | T_FK | T_CHECK | T_VALS);
 }
 
 void conf_init_deferred(void)
@@ -208,7 +230,7 @@ void conf_init_deferred(void)
     resolve_url();
     make_shared();
     open_main();
-    create_tables(T_DEFERRED);
+    create_tables(T_BASE | T_DEFERRED);
 }
 
 void conf_fini(void)

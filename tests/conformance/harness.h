@@ -31,13 +31,14 @@ typedef struct conf_env {
 extern conf_env conf;
 
 /* ---- .init / .fini ---- */
-void conf_init(void);          /* connection + standard tables */
+void conf_init(void);          /* connection + base tables (t_item, t_uniq, t_counter) */
 void conf_init_shared(void);   /* same, on a URL a second connection can share */
-void conf_init_deferred(void); /* shared + t_dchild (DEFERRABLE INITIALLY DEFERRED FK) if supported */
+void conf_init_all(void);      /* connection + every standard table */
+void conf_init_deferred(void); /* shared + base + t_parent, t_dchild (DEFERRABLE FK) if supported */
 void conf_init_bare(void);     /* resolves the URL only (no connection, no tables) */
 void conf_fini(void);
 
-/* Standard tables (created by every init except bare):
+/* Standard tables (base: every init except bare; the others: conf_init_all):
  *   t_item(id INTEGER PRIMARY KEY, name VARCHAR(100), n INTEGER)
  *   t_uniq(id INTEGER PRIMARY KEY, code VARCHAR(100) NOT NULL, CONSTRAINT uq_t_uniq_code UNIQUE (code))
  *   t_parent(id INTEGER PRIMARY KEY, name VARCHAR(100))
@@ -45,7 +46,8 @@ void conf_fini(void);
  *   t_check(id INTEGER PRIMARY KEY, qty INTEGER, CONSTRAINT ck_t_check_qty CHECK (qty >= 0))
  *   t_counter(id INTEGER PRIMARY KEY, n INTEGER NOT NULL)  rows (1, 100) and (2, 100)
  *   t_vals(id INTEGER PRIMARY KEY, i BIGINT, r DOUBLE PRECISION, t VARCHAR(100), b <blob type>)
- * Deferred init adds t_dchild(id, parent_id) with fk_t_dchild_parent DEFERRABLE INITIALLY DEFERRED. */
+ * Deferred init adds t_parent and t_dchild(id, parent_id) with fk_t_dchild_parent DEFERRABLE INITIALLY
+ * DEFERRED (PostgreSQL, SQLite). */
 
 /* Skips the current test with a reason printed to stderr (also without --verbose). Cleans up
  * first: Criterion does not run .fini after a skip. */

@@ -69,7 +69,7 @@ Test(errors, primary_key_is_unique, .init = conf_init, .fini = conf_fini)
     }
 }
 
-Test(errors, foreign_key_child_without_parent, .init = conf_init, .fini = conf_fini)
+Test(errors, foreign_key_child_without_parent, .init = conf_init_all, .fini = conf_fini)
 {
     conf_err e = EXPECT_ERR(TXM_EFOREIGN_KEY,
                             txm_exec(conf.c, "INSERT INTO t_child (id, parent_id) VALUES (1, 999)", NULL, 0, NULL));
@@ -81,7 +81,7 @@ Test(errors, foreign_key_child_without_parent, .init = conf_init, .fini = conf_f
     cr_assert(conf_count(conf.c, "t_child") == 0);
 }
 
-Test(errors, foreign_key_parent_still_referenced, .init = conf_init, .fini = conf_fini)
+Test(errors, foreign_key_parent_still_referenced, .init = conf_init_all, .fini = conf_fini)
 {
     conf_exec(conf.c, "INSERT INTO t_parent (id, name) VALUES (1, 'p')");
     conf_exec(conf.c, "INSERT INTO t_child (id, parent_id) VALUES (1, 1)");
@@ -107,7 +107,7 @@ Test(errors, not_null, .init = conf_init, .fini = conf_fini)
     cr_assert(conf_contains(e.message, "code"), "message must name the column: %s", e.message);
 }
 
-Test(errors, check, .init = conf_init, .fini = conf_fini)
+Test(errors, check, .init = conf_init_all, .fini = conf_fini)
 {
     conf_err e = EXPECT_ERR(TXM_ECHECK, txm_exec(conf.c, "INSERT INTO t_check (id, qty) VALUES (1, -1)", NULL, 0, NULL));
     expect_engine(&e, "23514", 0, SQ_CONSTRAINT_CHECK);
@@ -176,7 +176,7 @@ Test(errors, read_only, .init = conf_init_shared, .fini = conf_fini)
     txm_close(ro);
 }
 
-Test(errors, data, .init = conf_init, .fini = conf_fini)
+Test(errors, data, .init = conf_init_all, .fini = conf_fini)
 {
     if (conf_is("sqlite"))
         CONF_SKIP("SQLite is dynamically typed: 'abc' is stored in an INTEGER column, a long text in VARCHAR(100)");

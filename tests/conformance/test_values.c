@@ -23,7 +23,7 @@ static txm_rows *select_val(int64_t id)
     return rows;
 }
 
-Test(values, int64_extremes, .init = conf_init, .fini = conf_fini)
+Test(values, int64_extremes, .init = conf_init_all, .fini = conf_fini)
 {
     static const int64_t vals[] = {INT64_MIN, INT64_MAX, 0, -1, 1, INT32_MAX + 1LL, INT32_MIN - 1LL};
     size_t n = sizeof vals / sizeof vals[0];
@@ -50,7 +50,7 @@ Test(values, int64_extremes, .init = conf_init, .fini = conf_fini)
     }
 }
 
-Test(values, real, .init = conf_init, .fini = conf_fini)
+Test(values, real, .init = conf_init_all, .fini = conf_fini)
 {
     static const double vals[] = {3.25, -1.5e300, 1e-300, 0.1, -0.0, DBL_MAX};
     size_t n = sizeof vals / sizeof vals[0];
@@ -68,7 +68,7 @@ Test(values, real, .init = conf_init, .fini = conf_fini)
     txm_rows_free(rows);
 }
 
-Test(values, text_with_quotes_and_unicode, .init = conf_init, .fini = conf_fini)
+Test(values, text_with_quotes_and_unicode, .init = conf_init_all, .fini = conf_fini)
 {
     static const char *const vals[] = {
         "it's \"quoted\"; DROP TABLE t_vals; --",
@@ -102,7 +102,7 @@ Test(values, text_with_quotes_and_unicode, .init = conf_init, .fini = conf_fini)
     cr_assert(cnt == 1);
 }
 
-Test(values, blob_with_nul_bytes, .init = conf_init, .fini = conf_fini)
+Test(values, blob_with_nul_bytes, .init = conf_init_all, .fini = conf_fini)
 {
     static const unsigned char blob[] = {0x00, 0x01, 0x00, 0xff, 'a', 0x00, 0x80, '\'', '\\', 0x00};
     insert_val(1, txm_null(), txm_null(), txm_null(), txm_blob(blob, sizeof blob));
@@ -122,7 +122,7 @@ Test(values, blob_with_nul_bytes, .init = conf_init, .fini = conf_fini)
     txm_rows_free(rows);
 }
 
-Test(values, null_round_trip, .init = conf_init, .fini = conf_fini)
+Test(values, null_round_trip, .init = conf_init_all, .fini = conf_fini)
 {
     insert_val(1, txm_null(), txm_null(), txm_text(NULL), txm_null());
     txm_rows *rows = select_val(1);
@@ -210,4 +210,28 @@ Test(values, many_parameters, .init = conf_init, .fini = conf_fini)
     int64_t n = 0;
     CONF_OK(txm_query_i64(conf.c, &n, sql, p, N));
     cr_assert(n == 3, "IN list of %d parameters matched %lld rows, expected 3", N, (long long)n);
+}
+
+Test(values, large_result, .init = conf_init, .fini = conf_fini)
+{
+    enum { N = 2000 };
+    txm_tx *t = conf_begin(conf.c);
+    for (int i = 1; i <= N; i++)
+        CONF_OK(conf_item(conf.c, i));
+    CONF_OK(txm_commit(t));
+    txm_rows *rows = NULL;
+    CONF_OK(txm_query(&rows, conf.c, "SELECT id, name FROM t_item ORDER BY id", NULL, 0));
+    cr_assert(txm_rows_count(rows) == N, "%zu rows, expected %d", txm_rows_count(rows), N);
+    int64_t sum = 0, k = 0;
+    while (txm_rows_next(rows)) {
+        k++;
+        int64_t id = txm_rows_get_i64(rows, 0);
+        cr_assert(id == k, "row %lld has id %lld", (long long)k, (long long)id);
+        char want[32];
+        snprintf(want, sizeof want, "item-%lld", (long long)id);
+        cr_assert_str_eq(txm_rows_get_text(rows, 1, NULL), want);
+        sum += id;
+    }
+    txm_rows_free(rows);
+    cr_assert(k == N && sum == (int64_t)N * (N + 1) / 2);
 }

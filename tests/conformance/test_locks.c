@@ -1,0 +1,94 @@
+/* Advisory locks (DESIGN §4.8): exclusive/shared, session/transaction scope, timeouts. Two
+ * connections contend for the same key; a driver without TXM_CAP_ADVISORY_LOCKS must say
+ * TXM_ENOTSUPPORTED. */
+#include "harness.h"
+
+static void need_locks(void)
+{
+    if (!conf_has_cap(TXM_CAP_ADVISORY_LOCKS)) {
+        CONF_RC(TXM_ENOTSUPPORTED, txm_lock(conf.c, "txm-conf", TXM_LOCK_EXCLUSIVE, 0));
+        CONF_SKIP("driver lacks TXM_CAP_ADVISORY_LOCKS (txm_lock returns TXM_ENOTSUPPORTED, checked)");
+    }
+}
+
+Test(locks, exclusive_session_lock_excludes_other_connection, .init = conf_init_shared, .fini = conf_fini,
+     .timeout = 60)
+{
+    need_locks();
+    txm_conn *b = conf_open_other();
+    CONF_OK(txm_lock(conf.c, "txm-conf-a", TXM_LOCK_EXCLUSIVE, 0));
+    CONF_RC(TXM_ELOCK_TIMEOUT, txm_lock(b, "txm-conf-a", TXM_LOCK_EXCLUSIVE, 0));
+    CONF_RC(TXM_ELOCK_TIMEOUT, txm_lock(b, "txm-conf-a", TXM_LOCK_EXCLUSIVE, 50));
+    CONF_OK(txm_lock(b, "txm-conf-other-key", TXM_LOCK_EXCLUSIVE, 0)); /* keys are independent */
+    CONF_OK(txm_unlock(conf.c, "txm-conf-a", TXM_LOCK_EXCLUSIVE));
+    CONF_OK(txm_lock(b, "txm-conf-a", TXM_LOCK_EXCLUSIVE, 0));
+    CONF_RC(TXM_ELOCK_TIMEOUT, txm_lock(conf.c, "txm-conf-a", TXM_LOCK_EXCLUSIVE, 0));
+    CONF_OK(txm_unlock(b, "txm-conf-a", TXM_LOCK_EXCLUSIVE));
+    CONF_OK(txm_unlock(b, "txm-conf-other-key", TXM_LOCK_EXCLUSIVE));
+    txm_close(b);
+}
+
+Test(locks, transaction_lock_released_when_transaction_ends, .init = conf_init_shared, .fini = conf_fini,
+     .timeout = 60)
+{
+    need_locks();
+    txm_conn *b = conf_open_other();
+    for (int commit = 0; commit < 2; commit++) {
+        txm_tx *t = conf_begin(conf.c);
+        CONF_OK(txm_lock(conf.c, "txm-conf-tx", TXM_LOCK_EXCLUSIVE | TXM_LOCK_TX, 0));
+        CONF_OK(conf_item(conf.c, 10 + commit));
+        CONF_RC(TXM_ELOCK_TIMEOUT, txm_lock(b, "txm-conf-tx", TXM_LOCK_EXCLUSIVE, 0));
+        CONF_RC(TXM_EMISUSE, txm_unlock(conf.c, "txm-conf-tx", TXM_LOCK_TX));
+        if (commit)
+            CONF_OK(txm_commit(t));
+        else
+            CONF_OK(txm_rollback(t));
+        CONF_OK(txm_lock(b, "txm-conf-tx", TXM_LOCK_EXCLUSIVE, 0)); /* released by the end of the transaction */
+        CONF_OK(txm_unlock(b, "txm-conf-tx", TXM_LOCK_EXCLUSIVE));
+    }
+    cr_assert(conf_count(conf.c, "t_item") == 1);
+    txm_close(b);
+}
+
+Test(locks, transaction_lock_needs_transaction, .init = conf_init, .fini = conf_fini)
+{
+    need_locks();
+    CONF_RC(TXM_EMISUSE, txm_lock(conf.c, "txm-conf-tx", TXM_LOCK_EXCLUSIVE | TXM_LOCK_TX, 0));
+    CONF_RC(TXM_EINVALID, txm_lock(conf.c, "", TXM_LOCK_EXCLUSIVE, 0));
+    CONF_RC(TXM_EINVALID, txm_lock(conf.c, NULL, TXM_LOCK_EXCLUSIVE, 0));
+    CONF_RC(TXM_EINVALID, txm_lock(conf.c, "txm-conf", 0x100u, 0));
+}
+
+Test(locks, session_lock_released_at_close, .init = conf_init_shared, .fini = conf_fini, .timeout = 60)
+{
+    need_locks();
+    txm_conn *a = conf_open_other();
+    txm_conn *b = conf_open_other();
+    CONF_OK(txm_lock(a, "txm-conf-close", TXM_LOCK_EXCLUSIVE, 0));
+    CONF_RC(TXM_ELOCK_TIMEOUT, txm_lock(b, "txm-conf-close", TXM_LOCK_EXCLUSIVE, 0));
+    txm_close(a);
+    CONF_OK(txm_lock(b, "txm-conf-close", TXM_LOCK_EXCLUSIVE, 1000));
+    txm_close(b);
+}
+
+Test(locks, shared_locks_coexist_and_exclude_exclusive, .init = conf_init_shared, .fini = conf_fini, .timeout = 60)
+{
+    need_locks();
+    if (!conf_has_cap(TXM_CAP_SHARED_LOCKS)) {
+        CONF_RC(TXM_ENOTSUPPORTED, txm_lock(conf.c, "txm-conf-s", TXM_LOCK_SHARED, 0));
+        CONF_SKIP("driver lacks TXM_CAP_SHARED_LOCKS (TXM_LOCK_SHARED returns TXM_ENOTSUPPORTED, checked)");
+    }
+    txm_conn *b = conf_open_other();
+    txm_conn *x = conf_open_other();
+    CONF_OK(txm_lock(conf.c, "txm-conf-s", TXM_LOCK_SHARED, 0));
+    CONF_OK(txm_lock(b, "txm-conf-s", TXM_LOCK_SHARED, 0));
+    CONF_RC(TXM_ELOCK_TIMEOUT, txm_lock(x, "txm-conf-s", TXM_LOCK_EXCLUSIVE, 0));
+    CONF_OK(txm_unlock(conf.c, "txm-conf-s", TXM_LOCK_SHARED));
+    CONF_RC(TXM_ELOCK_TIMEOUT, txm_lock(x, "txm-conf-s", TXM_LOCK_EXCLUSIVE, 20)); /* b still shares it */
+    CONF_OK(txm_unlock(b, "txm-conf-s", TXM_LOCK_SHARED));
+    CONF_OK(txm_lock(x, "txm-conf-s", TXM_LOCK_EXCLUSIVE, 0));
+    CONF_RC(TXM_ELOCK_TIMEOUT, txm_lock(b, "txm-conf-s", TXM_LOCK_SHARED, 0));
+    CONF_OK(txm_unlock(x, "txm-conf-s", TXM_LOCK_EXCLUSIVE));
+    txm_close(x);
+    txm_close(b);
+}
