@@ -99,6 +99,8 @@ typedef struct bench_subject {
     unsigned nreps;
     double us[BENCH_MAX_REPS];           /* µs per transaction of each repetition */
     double us_median, us_min, us_max;
+    double cpu[BENCH_MAX_REPS];          /* this thread's CPU µs per transaction of each repetition */
+    double cpu_median;                   /* client-side cost alone: robust when the machine is busy */
     double rt_per_tx;                    /* -1 if unknown */
     uint64_t rt_sum;                     /* internal: round trips over the timed repetitions */
 } bench_subject;
@@ -108,6 +110,7 @@ typedef struct bench_subject {
  * are marked (failed, why) and skipped from then on. */
 void bench_measure(const bench_opts *o, bench_subject *s, size_t n);
 double bench_now(void); /* monotonic seconds */
+double bench_cpu_now(void); /* the calling thread's CPU seconds */
 double bench_median(double *v, size_t n); /* sorts v */
 
 /* ---- results (report.c) ------------------------------------------------------------------- */

@@ -13,6 +13,13 @@ double bench_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+double bench_cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -89,23 +96,26 @@ void bench_measure(const bench_opts *o, bench_subject *subj, size_t n)
         for (j = 0; j < n; j++) {
             bench_subject *s = &subj[j];
             uint64_t k, rt0 = 0;
-            double t0, el;
+            double t0, el, c0, cel;
             if (s->failed || do_reset(s, "reset"))
                 continue;
             if (s->round_trips)
                 rt0 = s->round_trips(s->ctx);
+            c0 = bench_cpu_now();
             t0 = bench_now();
             for (k = 0; k < s->iters; k++) {
                 if (s->iter(s->ctx, next_i++) != 0)
                     break;
             }
             el = bench_now() - t0;
+            cel = bench_cpu_now() - c0;
             if (k < s->iters) {
                 fail(s, "timed run");
                 continue;
             }
             if (s->round_trips)
                 s->rt_sum += s->round_trips(s->ctx) - rt0;
+            s->cpu[s->nreps] = cel * 1e6 / (double)s->iters;
             s->us[s->nreps++] = el * 1e6 / (double)s->iters;
         }
     }
@@ -120,6 +130,8 @@ void bench_measure(const bench_opts *o, bench_subject *subj, size_t n)
         s->us_median = bench_median(sorted, s->nreps);
         s->us_min = sorted[0];
         s->us_max = sorted[s->nreps - 1];
+        memcpy(sorted, s->cpu, s->nreps * sizeof *sorted);
+        s->cpu_median = bench_median(sorted, s->nreps);
         if (s->round_trips)
             s->rt_per_tx = (double)s->rt_sum / ((double)s->iters * s->nreps);
     }

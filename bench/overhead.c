@@ -224,12 +224,13 @@ static void cell(const bench_subject *s)
         printf(" %9.2f %5s", s->us_median, "");
 }
 
-static void ratio(const bench_subject *a, const bench_subject *b)
+static void ratio(const bench_subject *a, const bench_subject *b, int cpu)
 {
-    if (a->failed || b->failed || b->us_median <= 0)
+    double x = cpu ? a->cpu_median : a->us_median, y = cpu ? b->cpu_median : b->us_median;
+    if (a->failed || b->failed || y <= 0)
         printf(" %9s", "-");
     else
-        printf(" %9.3f", a->us_median / b->us_median);
+        printf(" %9.3f", x / y);
 }
 
 static void record_subject(const bench_engine *e, const shape *sh, const bench_subject *s)
@@ -247,6 +248,7 @@ static void record_subject(const bench_engine *e, const shape *sh, const bench_s
         snprintf(m, sizeof m, "us_rep%u", r + 1);
         bench_record("overhead", e->name, sh->name, s->name, m, s->us[r]);
     }
+    bench_record("overhead", e->name, sh->name, s->name, "cpu_us_per_tx", s->cpu_median);
     bench_record("overhead", e->name, sh->name, s->name, "iterations", (double)s->iters);
     if (s->rt_per_tx >= 0)
         bench_record("overhead", e->name, sh->name, s->name, "round_trips_per_tx", s->rt_per_tx);
@@ -258,6 +260,8 @@ static void run_engine(const bench_opts *o, bench_engine *e)
     txm_ctx tx;
     raw_ctx rx[2];
     bench_subject subj[3];
+    bench_subject results[NSHAPES][3];
+    int measured[NSHAPES] = {0};
     size_t si, k;
     char err[600];
 
@@ -318,18 +322,19 @@ static void run_engine(const bench_opts *o, bench_engine *e)
 
     for (si = 0; si < NSHAPES; si++) {
         const shape *sh = &shapes[si];
-        bench_subject run[3];
+        bench_subject *run = results[si];
         if (!bench_selected(o->shapes, sh->name))
             continue;
-        memcpy(run, subj, sizeof run);
+        measured[si] = 1;
+        memcpy(run, subj, sizeof subj);
         tx.prog = rx[0].prog = rx[1].prog = sh->prog;
         fprintf(stderr, "[overhead] %s %s ...\n", e->name, sh->name);
         bench_measure(o, run, 3);
         printf("   %-13s", sh->name);
         for (k = 0; k < 3; k++)
             cell(&run[k]);
-        ratio(&run[0], &run[1]);
-        ratio(&run[0], &run[2]);
+        ratio(&run[0], &run[1], 0);
+        ratio(&run[0], &run[2], 0);
         printf("\n");
         fflush(stdout);
         for (k = 0; k < 3; k++) {
@@ -343,6 +348,29 @@ static void run_engine(const bench_opts *o, bench_engine *e)
             bench_record("overhead", e->name, sh->name, "txm", "ratio_vs_eager", run[0].us_median / run[1].us_median);
         if (!run[0].failed && !run[2].failed)
             bench_record("overhead", e->name, sh->name, "txm", "ratio_vs_floor", run[0].us_median / run[2].us_median);
+        if (!run[0].failed && !run[1].failed)
+            bench_record("overhead", e->name, sh->name, "txm", "cpu_ratio_vs_eager", run[0].cpu_median / run[1].cpu_median);
+        if (!run[0].failed && !run[2].failed)
+            bench_record("overhead", e->name, sh->name, "txm", "cpu_ratio_vs_floor", run[0].cpu_median / run[2].cpu_median);
+    }
+    /* This process's CPU time per transaction: the client-side cost alone (for SQLite, all of it).
+     * Unlike wall time it barely moves when other processes compete for the CPUs. */
+    printf("   client CPU us per transaction (this thread only; robust to a busy machine):\n");
+    printf("   %-13s %9s %9s %9s %9s %9s\n", "shape", "txm", "eager", "floor", "txm/eager", "txm/floor");
+    for (si = 0; si < NSHAPES; si++) {
+        bench_subject *run = results[si];
+        if (!measured[si])
+            continue;
+        printf("   %-13s", shapes[si].name);
+        for (k = 0; k < 3; k++) {
+            if (run[k].failed)
+                printf(" %9s", "fail");
+            else
+                printf(" %9.2f", run[k].cpu_median);
+        }
+        ratio(&run[0], &run[1], 1);
+        ratio(&run[0], &run[2], 1);
+        printf("\n");
     }
     txm_close(tx.c);
     for (k = 0; k < 2; k++)
