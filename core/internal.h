@@ -55,6 +55,10 @@ TXM_INTERNAL unsigned long txm__err_seq(void);
 /* Safe bounded copy; always NUL-terminates; "" for NULL src. */
 TXM_INTERNAL void txm__strlcpy(char *dst, const char *src, size_t size);
 
+/* ---- num.c: numbers in SQL/wire form ('.' decimal point) whatever the application's locale ---- */
+TXM_INTERNAL int txm__dtoa(char *buf, size_t size, double d); /* "%.17g"; returns snprintf's value */
+TXM_INTERNAL double txm__strtod(const char *s, char **end);
+
 /* ---- url.c ---- */
 /* Parses `s` into a heap txm_url (free with txm__url_free). TXM_EINVALID with a message that
  * never contains the password. Forms: scheme://[user[:pass]@]host[:port][/path][?k=v&...] and

@@ -246,7 +246,7 @@ double txm_rows_get_double(const txm_rows *r, size_t col)
     case TXM_T_REAL:
         return c->u.d;
     case TXM_T_TEXT:
-        return strtod(c->u.buf.ptr, NULL);
+        return txm__strtod(c->u.buf.ptr, NULL);
     default:
         return 0.0;
     }
@@ -268,7 +268,7 @@ const char *txm_rows_get_text(const txm_rows *r, size_t col, size_t *len_out)
             if (c->type == TXM_T_INT)
                 snprintf(c->num_text, 40, "%lld", (long long)c->u.i);
             else
-                snprintf(c->num_text, 40, "%.17g", c->u.d);
+                txm__dtoa(c->num_text, 40, c->u.d);
         }
         if (len_out)
             *len_out = strlen(c->num_text);
