@@ -981,8 +981,14 @@ Test(pg, advisory_lock_keys_are_documented_bigints)
     /* a decimal int64: that bigint */
     OK(txm_lock(a, "-9000000000", TXM_LOCK_EXCLUSIVE, -1));
     cr_assert_eq(q1(b, "SELECT pg_try_advisory_lock(-9000000000)::int"), 0);
-    txm_close(a); /* session locks die with the session */
-    v[1] = txm_int(0);
+    {
+        /* session locks die with the session (once its backend has exited) */
+        int64_t pid = backend_pid(a);
+        int i;
+        txm_close(a);
+        for (i = 0; i < 2000 && q1p(b, "SELECT count(*) FROM pg_stat_activity WHERE pid = ?", pid) > 0; i++)
+            sleep_ms(5);
+    }
     OK(txm_query_i64(b, &got, "SELECT pg_try_advisory_lock(?)::int", v, 1));
     cr_assert_eq(got, 1);
     txm_close(b);
