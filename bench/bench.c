@@ -32,6 +32,19 @@ static const group groups[] = {
     /* {"ledger", "ledger throughput under N writers vs naive locking", bench_group_ledger}, -- with billing/ */
 };
 
+void bench_strlcpy(char *dst, const char *src, size_t size)
+{
+    size_t n;
+    if (!size)
+        return;
+    n = src ? strlen(src) : 0;
+    if (n >= size)
+        n = size - 1;
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 int bench_selected(const char *list, const char *name)
 {
     size_t n = strlen(name);
@@ -82,9 +95,9 @@ static char tmpdir[256];
 static void set_url(bench_engine *e, const char *url)
 {
     txm_url *u = NULL;
-    snprintf(e->url, sizeof e->url, "%s", url);
+    bench_strlcpy(e->url, url, sizeof e->url);
     if (txm__url_parse(&u, url) == 0) {
-        snprintf(e->redacted, sizeof e->redacted, "%s", u->redacted);
+        bench_strlcpy(e->redacted, u->redacted, sizeof e->redacted);
         txm__url_free(u);
     } else
         snprintf(e->redacted, sizeof e->redacted, "(unparseable URL)");
@@ -218,7 +231,7 @@ static void describe_machine(const bench_opts *o)
                     while (*c == ' ')
                         c++;
                     c[strcspn(c, "\n")] = '\0';
-                    snprintf(cpu, sizeof cpu, "%s", c);
+                    bench_strlcpy(cpu, c, sizeof cpu);
                 }
                 break;
             }

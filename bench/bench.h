@@ -127,6 +127,8 @@ typedef int (*bench_group_fn)(const bench_opts *o, bench_engine *engines, size_t
 int bench_group_overhead(const bench_opts *o, bench_engine *engines, size_t n);
 int bench_group_deadlock(const bench_opts *o, bench_engine *engines, size_t n);
 
+/* Copies src (NULL = "") into dst, truncating; always NUL-terminates. */
+void bench_strlcpy(char *dst, const char *src, size_t size);
 /* 1 if `name` is in the comma-separated `list` (NULL list = everything). */
 int bench_selected(const char *list, const char *name);
 /* Opens a txm connection to e (and runs sqlite-file's PRAGMA synchronous=OFF). Returns 0 or a

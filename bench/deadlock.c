@@ -145,7 +145,7 @@ static void run_case(const bench_opts *o, const bench_engine *e, const char *cas
             if (t[k].elapsed > el)
                 el = t[k].elapsed;
             if (t[k].gave_up)
-                snprintf(last_err, sizeof last_err, "%s", t[k].err);
+                bench_strlcpy(last_err, t[k].err, sizeof last_err);
         }
         tps[done++] = el > 0 ? (double)(t[0].commits + t[1].commits) / el : 0;
     }

@@ -236,7 +236,7 @@ static void ratio(const bench_subject *a, const bench_subject *b, int cpu)
 static void record_subject(const bench_engine *e, const shape *sh, const bench_subject *s)
 {
     unsigned r;
-    char m[16];
+    char m[32];
     if (s->failed) {
         bench_record("overhead", e->name, sh->name, s->name, "failed", 1);
         return;
@@ -276,10 +276,10 @@ static void run_engine(const bench_opts *o, bench_engine *e)
     /* txm */
     if (e->no_txm[0]) {
         subj[0].failed = 1;
-        snprintf(subj[0].why, sizeof subj[0].why, "%s", e->no_txm);
+        bench_strlcpy(subj[0].why, e->no_txm, sizeof subj[0].why);
     } else if (bench_txm_open(&tx.c, e, err, sizeof err) != 0) {
         subj[0].failed = 1;
-        snprintf(subj[0].why, sizeof subj[0].why, "%s", err);
+        bench_strlcpy(subj[0].why, err, sizeof subj[0].why);
     } else if (txm_exec(tx.c, e->items_ddl, NULL, 0, NULL) != 0) {
         subj[0].failed = 1;
         snprintf(subj[0].why, sizeof subj[0].why, "create table: %s", bench_txm_err(err, sizeof err));
@@ -307,7 +307,7 @@ static void run_engine(const bench_opts *o, bench_engine *e)
             snprintf(s->why, sizeof s->why, "client library not found at build time");
         } else if (raw->open(&rx[k].st, e, (int)k, err, sizeof err) != 0) {
             s->failed = 1;
-            snprintf(s->why, sizeof s->why, "%s", err);
+            bench_strlcpy(s->why, err, sizeof s->why);
         }
     }
     if (e->server_version[0])
@@ -341,7 +341,7 @@ static void run_engine(const bench_opts *o, bench_engine *e)
             record_subject(e, sh, &run[k]);
             if (run[k].failed && !subj[k].failed) { /* a subject that broke stays out of later shapes */
                 subj[k].failed = 1;
-                snprintf(subj[k].why, sizeof subj[k].why, "%s", run[k].why);
+                bench_strlcpy(subj[k].why, run[k].why, sizeof subj[k].why);
             }
         }
         if (!run[0].failed && !run[1].failed)

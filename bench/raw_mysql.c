@@ -91,7 +91,7 @@ static int myr_open(void **out, bench_engine *e, int batched, char *err, size_t 
         return -1;
     }
     if (!e->server_version[0])
-        snprintf(e->server_version, sizeof e->server_version, "%s", mysql_get_server_info(r->m));
+        bench_strlcpy(e->server_version, mysql_get_server_info(r->m), sizeof e->server_version);
     *out = r;
     return 0;
 }
