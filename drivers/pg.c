@@ -167,6 +167,7 @@ typedef struct pg_conn {
     /* Subtransaction guard: SAVEPOINTs sent in the current top-level transaction. */
     unsigned tx_savepoints;
     bool subxact_warned;
+    bool tx_read_only; /* the current transaction began READ ONLY */
 
     /* Commit outcome. */
     bool outcome_pending; /* the last COMMIT ended with TXM_ECOMMIT_UNKNOWN */
@@ -531,6 +532,7 @@ static int pg_setup(pg_conn *pc)
         PQfreeCancel(old);
     pc->tx_savepoints = 0;
     pc->subxact_warned = false;
+    pc->tx_read_only = false;
     return 0;
 }
 
@@ -960,6 +962,7 @@ static int send_op(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, bool i
         begin_sql(op->tx, sql, sizeof sql);
         pc->tx_savepoints = 0;
         pc->subxact_warned = false;
+        pc->tx_read_only = op->tx && (op->tx->flags & TXM_TX_READ_ONLY);
         return queue_sql(pc, nq, idx, Q_MAIN, sql, lf);
     case TXM_OP_SAVEPOINT:
         snprintf(sql, sizeof sql, "SAVEPOINT %s", txm_savepoint_name(name, sizeof name, op->level));
@@ -985,8 +988,11 @@ static int send_op(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, bool i
         /* The transaction id, for resolve_outcome, in the COMMIT's own flight (no extra round
          * trip). _if_assigned: a transaction that wrote nothing has no id and gets none (taking
          * one would cost a WAL commit record, and fails on a hot standby). In an aborted
-         * transaction any statement fails, and COMMIT must still run (and answer ROLLBACK). */
-        if (!in_failed_tx) {
+         * transaction any statement fails, and COMMIT must still run (and answer ROLLBACK).
+         * A READ ONLY transaction cannot write anything durable: no id to ask for. */
+        if (pc->tx_read_only) {
+            pc->xid_state = XID_NULL;
+        } else if (!in_failed_tx) {
             if ((rc = queue_sql(pc, nq, idx, Q_XID, xid_sql(pc), lf)))
                 return rc;
             pc->xid_state = XID_PENDING;

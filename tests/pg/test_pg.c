@@ -1355,6 +1355,20 @@ Test(pg, connection_cut_after_the_server_committed_resolves_committed)
     OK(txm_resolve_outcome(c, &out));
     cr_assert_eq(out, TXM_OUTCOME_COMMITTED);
     OK(txm_reconnect(c));
+
+    /* READ ONLY: same answer (no id is asked for) */
+    {
+        txm_tx_options ro = TXM_TX_OPTIONS_INIT;
+        ro.flags = TXM_TX_READ_ONLY;
+        OK(txm_begin(&t, c, &ro));
+        cr_assert_eq(q1(c, "SELECT count(*) FROM pgt_cut"), 1);
+        pg_proxy_arm(p);
+        RC(TXM_ECOMMIT_UNKNOWN, txm_commit(t));
+        out = TXM_OUTCOME_UNKNOWN;
+        OK(txm_resolve_outcome(c, &out));
+        cr_assert_eq(out, TXM_OUTCOME_COMMITTED);
+        OK(txm_reconnect(c));
+    }
     x(c, "DROP TABLE pgt_cut");
     txm_close(c);
     pg_proxy_stop(p);
