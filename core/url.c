@@ -107,7 +107,6 @@ typedef struct url_split {
     size_t n;
     size_t scheme_end; /* index of the ':' after the scheme */
     bool hier;
-    bool has_userinfo;
     span user, pass;   /* pass is empty when there is no ':' in the user information */
     span host;         /* without brackets */
     span port;         /* empty when absent */
@@ -162,7 +161,6 @@ static void split(const char *s, size_t n, size_t scheme_end, url_split *u)
     at = rfind_chr(s, a, auth_end, '@');
     last_at = rfind_chr(s, a, n, '@');
     if (at != NONE) {
-        u->has_userinfo = true;
         colon = find_chr(s, a, at, ':');
         u->user.b = a;
         u->user.e = colon == NONE ? at : colon;
