@@ -1360,15 +1360,16 @@ static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *ou
         lost = true;
 
     /* The failing op: the first server failure, else the first op whose result never came,
-     * else a failure detected before sending. */
+     * else a failure detected before sending. A connection lost after the last result (before
+     * the sync) did not fail the batch: every op was answered. */
+    if (have)
+        qi++;
     if (f.set)
         fop = f.op;
     else if (lost && qi < nq)
         fop = pc->q[qi].op;
     else if (lf.set)
         fop = lf.op;
-    else if (lost)
-        fop = nq ? pc->q[nq - 1].op : 0;
     else {
         out->completed = n;
         return 0;
@@ -1400,10 +1401,8 @@ static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *ou
             scrub(pc, why, sizeof why, PQerrorMessage(conn));
             rtrim(why);
         }
-        f.flags |= TXM_ERRF_TX_LOST;
         if (commit_unknown || f.code == TXM_ECOMMIT_UNKNOWN) {
             f.code = TXM_ECOMMIT_UNKNOWN;
-            pc->outcome_pending = true;
             snprintf(f.message, sizeof f.message,
                      "connection to %s lost after COMMIT was sent (%s): the outcome is unknown; "
                      "txm_resolve_outcome can find out",
