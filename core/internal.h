@@ -127,7 +127,6 @@ struct txm_tx {
     bool active;
     bool owns_sp;          /* outermost (BEGIN) or nested non-join (SAVEPOINT) */
     bool started;          /* BEGIN/SAVEPOINT has been executed on the server */
-    bool release_pending;  /* committed; its RELEASE waits for the parent's next statement */
     bool failed;
     bool baseline;         /* the test baseline level */
     unsigned long gen;     /* incremented at every txm_begin that reuses this object */

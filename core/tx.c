@@ -375,11 +375,11 @@ int txm_begin(txm_tx **out, txm_conn *c, const txm_tx_options *opts)
             return txm__err(TXM_ENOMEM, "txm_begin: out of memory");
         c->levels[c->depth] = t;
     }
-    {
-        unsigned long gen = t->gen + 1;
-        memset(t, 0, sizeof *t);
-        t->gen = gen;
-    }
+    /* Field by field: the embedded error record (2.4 KB) is only written when the level fails. */
+    t->gen++;
+    t->started = false;
+    t->failed = false;
+    t->baseline = false;
     t->conn = c;
     t->depth = (unsigned)c->depth + 1;
     t->sp_level = (unsigned)c->depth; /* 0 for the outermost (BEGIN), k for levels[k] */
@@ -387,7 +387,6 @@ int txm_begin(txm_tx **out, txm_conn *c, const txm_tx_options *opts)
     t->opts = *opts;
     t->owns_sp = !(opts->flags & TXM_TX_JOIN);
     t->active = true;
-    txm__err_init(&t->fail_err);
     txm__hooks_init(&t->on_commit);
     txm__hooks_init(&t->on_rollback);
     c->depth++;
