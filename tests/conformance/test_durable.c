@@ -260,3 +260,72 @@ Test(baseline, statement_error_at_depth_zero_does_not_break_baseline, .init = co
     CONF_OK(txm_test_end(conf.c));
     cr_assert(conf_count(conf.c, "t_uniq") == 0);
 }
+
+Test(durable, isolation_levels_are_honoured, .init = conf_init_shared, .fini = conf_fini)
+{
+    if (!conf_has_cap(TXM_CAP_ISOLATION))
+        CONF_SKIP("driver lacks TXM_CAP_ISOLATION");
+    txm_conn *b = conf_open_other();
+    /* REPEATABLE READ: a snapshot; a row committed meanwhile stays invisible */
+    txm_tx_options o = TXM_TX_OPTIONS_INIT;
+    o.isolation = TXM_ISOLATION_REPEATABLE_READ;
+    txm_tx *t = NULL;
+    CONF_OK(txm_begin(&t, conf.c, &o));
+    cr_assert(conf_count(conf.c, "t_item") == 0);
+    CONF_OK(conf_item(b, 1));
+    cr_assert(conf_count(conf.c, "t_item") == 0, "REPEATABLE READ saw a row committed after its snapshot");
+    CONF_OK(txm_commit(t));
+    /* READ COMMITTED: each statement sees what is committed */
+    o.isolation = TXM_ISOLATION_READ_COMMITTED;
+    CONF_OK(txm_begin(&t, conf.c, &o));
+    cr_assert(conf_count(conf.c, "t_item") == 1);
+    CONF_OK(conf_item(b, 2));
+    cr_assert(conf_count(conf.c, "t_item") == 2, "READ COMMITTED did not see a committed row");
+    CONF_OK(txm_commit(t));
+    txm_close(b);
+}
+
+Test(baseline, misuse_is_reported, .init = conf_init, .fini = conf_fini)
+{
+    CONF_RC(TXM_EMISUSE, txm_test_end(conf.c)); /* no baseline */
+    txm_tx *t = conf_begin(conf.c);
+    CONF_RC(TXM_EMISUSE, txm_test_baseline(conf.c)); /* a transaction is open */
+    CONF_OK(txm_rollback(t));
+    CONF_OK(txm_test_baseline(conf.c));
+    CONF_RC(TXM_EMISUSE, txm_test_baseline(conf.c)); /* already in a baseline */
+    CONF_OK(txm_test_end(conf.c));
+    cr_assert(txm_depth(conf.c) == 0);
+}
+
+Test(baseline, failing_captured_hook_reported_by_run_hooks, .init = conf_init, .fini = conf_fini)
+{
+    CONF_OK(txm_test_baseline(conf.c));
+    txm_tx *t = conf_begin(conf.c);
+    conf_hook *x = NULL;
+    CONF_OK(conf_on_commit(conf.c, "a", NULL));
+    CONF_OK(conf_on_commit(conf.c, "x", &x));
+    x->fail = TXM_ERROR;
+    CONF_OK(conf_on_commit(conf.c, "b", NULL));
+    CONF_OK(txm_commit(t));
+    CONF_RC(TXM_EHOOK, txm_test_run_hooks(conf.c));
+    cr_assert_str_eq(conf_log, "a,x,b,");
+    cr_assert(txm_test_hook_count(conf.c) == 0);
+    CONF_OK(txm_test_end(conf.c));
+    conf_assert_freed_once();
+}
+
+Test(baseline, close_frees_captured_hooks_and_rolls_back, .init = conf_init_shared, .fini = conf_fini)
+{
+    CONF_OK(txm_test_baseline(conf.c));
+    txm_tx *t = conf_begin_flags(conf.c, TXM_TX_DURABLE);
+    CONF_OK(conf_item(conf.c, 1));
+    conf_hook *h = NULL;
+    CONF_OK(conf_on_commit(conf.c, "captured", &h));
+    CONF_OK(txm_commit(t));
+    txm_close(conf.c);
+    conf.c = NULL;
+    cr_assert(h->runs == 0 && h->frees == 1, "captured hook at close: runs %d, frees %d", h->runs, h->frees);
+    txm_conn *b = conf_open_other();
+    cr_assert(conf_count(b, "t_item") == 0, "closing a connection in a baseline committed its work");
+    txm_close(b);
+}

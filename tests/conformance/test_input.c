@@ -244,3 +244,37 @@ Test(input, password_never_in_messages, .init = conf_init, .fini = conf_fini)
     cr_assert(!strstr(lc.all, secret_raw) && !strstr(lc.all, secret_dec), "the password leaked into the log: %s",
               lc.all);
 }
+
+Test(input, dialect_quoting_hides_question_marks, .init = conf_init, .fini = conf_fini)
+{
+    /* Each driver declares its lexical forms (TXM_DIALECT_*): a '?' inside them is text. */
+    const char *sql[4] = {NULL, NULL, NULL, NULL};
+    const char *want[4] = {NULL, NULL, NULL, NULL};
+    if (conf_is("postgresql")) {
+        sql[0] = "SELECT $q$ it's ? $q$ AS v, ? AS p", want[0] = " it's ? ";
+        sql[1] = "SELECT $$?$$ AS v, ? AS p", want[1] = "?";
+        sql[2] = "SELECT E'it\\'s ?' AS v, ? AS p", want[2] = "it's ?";
+        sql[3] = "SELECT 'a' AS \"col?\", ? AS p", want[3] = "a";
+    } else if (conf_is("mysql")) {
+        sql[0] = "SELECT 'it\\'s ?' AS v, ? AS p", want[0] = "it's ?";
+        sql[1] = "SELECT 'a' AS `col?`, ? AS p # trailing ?\n", want[1] = "a";
+        sql[2] = "SELECT \"dq ? string\" AS v, ? AS p", want[2] = "dq ? string";
+    } else if (conf_is("sqlite")) {
+        sql[0] = "SELECT 'a' AS [col?], ? AS p", want[0] = "a";
+        sql[1] = "SELECT 'a' AS `col?`, ? AS p", want[1] = "a";
+        sql[2] = "SELECT 'a' AS \"col?\", ? AS p", want[2] = "a";
+    } else {
+        CONF_SKIP("no dialect cases for the %s driver", conf.driver);
+    }
+    for (int i = 0; i < 4 && sql[i]; i++) {
+        txm_value p = txm_int(7);
+        txm_rows *rows = NULL;
+        int rc = txm_query(&rows, conf.c, sql[i], &p, 1);
+        cr_assert(rc == 0, "%s: %s: %s", sql[i], txm_err_name(rc), txm_error_last()->message);
+        cr_assert(txm_rows_next(rows) == 1);
+        const char *v = txm_rows_get_text(rows, 0, NULL);
+        cr_assert(v && strcmp(v, want[i]) == 0, "%s: got '%s', expected '%s'", sql[i], v ? v : "(null)", want[i]);
+        cr_assert(txm_rows_get_i64(rows, 1) == 7, "%s: the real placeholder did not bind", sql[i]);
+        txm_rows_free(rows);
+    }
+}

@@ -92,3 +92,28 @@ Test(locks, shared_locks_coexist_and_exclude_exclusive, .init = conf_init_shared
     txm_close(x);
     txm_close(b);
 }
+
+Test(locks, transaction_lock_follows_its_level, .init = conf_init_shared, .fini = conf_fini, .timeout = 60)
+{
+    /* PostgreSQL releases a transaction lock taken in a rolled-back savepoint (it belongs to the
+     * subtransaction); every driver must behave the same. A released (committed) level keeps it. */
+    need_locks();
+    txm_conn *b = conf_open_other();
+    txm_tx *outer = conf_begin(conf.c);
+    CONF_OK(conf_item(conf.c, 1));
+    txm_tx *n = conf_begin(conf.c);
+    CONF_OK(txm_lock(conf.c, "txm-conf-sp", TXM_LOCK_EXCLUSIVE | TXM_LOCK_TX, 0));
+    CONF_RC(TXM_ELOCK_TIMEOUT, txm_lock(b, "txm-conf-sp", TXM_LOCK_EXCLUSIVE, 0));
+    CONF_OK(txm_rollback(n));
+    CONF_OK(txm_lock(b, "txm-conf-sp", TXM_LOCK_EXCLUSIVE, 0));
+    CONF_OK(txm_unlock(b, "txm-conf-sp", TXM_LOCK_EXCLUSIVE));
+    n = conf_begin(conf.c);
+    CONF_OK(txm_lock(conf.c, "txm-conf-sp", TXM_LOCK_EXCLUSIVE | TXM_LOCK_TX, 0));
+    CONF_OK(txm_commit(n));
+    CONF_OK(conf_item(conf.c, 2));
+    CONF_RC(TXM_ELOCK_TIMEOUT, txm_lock(b, "txm-conf-sp", TXM_LOCK_EXCLUSIVE, 0));
+    CONF_OK(txm_commit(outer));
+    CONF_OK(txm_lock(b, "txm-conf-sp", TXM_LOCK_EXCLUSIVE, 0));
+    CONF_OK(txm_unlock(b, "txm-conf-sp", TXM_LOCK_EXCLUSIVE));
+    txm_close(b);
+}

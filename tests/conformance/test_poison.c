@@ -162,3 +162,30 @@ Test(poison, error_outside_transaction_poisons_nothing, .init = conf_init, .fini
     CONF_OK(txm_commit(t));
     cr_assert(conf_count(conf.c, "t_uniq") == 3);
 }
+
+Test(poison, lock_timeout_in_nested_level_recovered_by_parent, .init = conf_init_shared, .fini = conf_fini,
+     .timeout = 60)
+{
+    if (conf_is("sqlite"))
+        CONF_SKIP("SQLite takes its write lock at BEGIN IMMEDIATE: a nested level cannot wait for a lock");
+    txm_conn *blocker = conf_open_other();
+    txm_conn *a = conf_open_short_wait();
+    txm_tx *held = conf_begin(blocker);
+    CONF_OK(txm_exec(blocker, "UPDATE t_counter SET n = n + 1 WHERE id = 1", NULL, 0, NULL));
+    txm_tx *outer = conf_begin(a);
+    CONF_OK(conf_item(a, 1));
+    txm_tx *inner = conf_begin(a);
+    CONF_OK(conf_item(a, 2));
+    CONF_RC(TXM_ELOCK_TIMEOUT, txm_exec(a, "UPDATE t_counter SET n = n + 10 WHERE id = 1", NULL, 0, NULL));
+    cr_assert(!(txm_error_last()->flags & TXM_ERRF_TX_LOST), "a lock timeout does not lose the transaction here");
+    CONF_RC(TXM_ETX_ABORTED, conf_item(a, 3));
+    CONF_OK(txm_rollback(inner));
+    CONF_OK(conf_item(a, 4));
+    CONF_OK(txm_commit(outer));
+    CONF_OK(txm_rollback(held));
+    cr_assert(conf_count(conf.c, "t_item") == 2, "expected items 1 and 4");
+    cr_assert(conf_count_id(conf.c, "t_item", 4) == 1 && conf_count_id(conf.c, "t_item", 2) == 0);
+    cr_assert(conf_counter(conf.c, 1) == 100);
+    txm_close(a);
+    txm_close(blocker);
+}

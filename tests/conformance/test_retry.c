@@ -321,9 +321,10 @@ typedef struct dl_side {
     txm_conn *c;
     int64_t from, to, amount;
     pthread_barrier_t *barrier;
+    bool swallow;   /* the body ignores the error of its second statement and returns 0 */
     int rc;
     int calls;
-    int deadlocks;  /* before_retry saw TXM_EDEADLOCK */
+    int deadlocks;  /* before_retry saw TXM_EDEADLOCK (or TXM_ETX_ABORTED caused by one) */
     int other_errs; /* before_retry saw something else */
     int other_code;
     char message[256];
@@ -340,14 +341,18 @@ static int dl_body(txm_conn *c, void *payload)
     if (rc)
         return rc;
     txm_value p2[2] = {txm_int(s->amount), txm_int(s->to)};
-    return txm_exec(c, "UPDATE t_counter SET n = n + ? WHERE id = ?", p2, 2, NULL);
+    rc = txm_exec(c, "UPDATE t_counter SET n = n + ? WHERE id = ?", p2, 2, NULL);
+    return s->swallow ? 0 : rc;
 }
 
 static void dl_before_retry(unsigned attempt, const txm_error *err, void *payload)
 {
     dl_side *s = payload;
     (void)attempt;
-    if (err && err->code == TXM_EDEADLOCK) {
+    bool deadlock = err && (err->code == TXM_EDEADLOCK ||
+                            (s->swallow && err->code == TXM_ETX_ABORTED && err->cause &&
+                             err->cause->code == TXM_EDEADLOCK));
+    if (deadlock) {
         s->deadlocks++;
     } else {
         s->other_errs++;
@@ -370,7 +375,7 @@ static void *dl_thread(void *payload)
     return NULL;
 }
 
-Test(retry, deadlock_retried_to_success, .init = conf_init_shared, .fini = conf_fini, .timeout = 120)
+static void run_deadlock(bool swallow)
 {
     if (conf_is("sqlite"))
         CONF_SKIP("SQLite cannot deadlock: write transactions start with BEGIN IMMEDIATE and wait on the busy "
@@ -383,6 +388,7 @@ Test(retry, deadlock_retried_to_success, .init = conf_init_shared, .fini = conf_
     s[0].from = 1, s[0].to = 2, s[0].amount = 10;
     s[1].from = 2, s[1].to = 1, s[1].amount = 5;
     s[0].barrier = s[1].barrier = &barrier;
+    s[0].swallow = s[1].swallow = swallow;
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
         cr_assert(pthread_create(&th[i], NULL, dl_thread, &s[i]) == 0);
@@ -403,4 +409,40 @@ Test(retry, deadlock_retried_to_success, .init = conf_init_shared, .fini = conf_
               (long long)conf_counter(conf.c, 2));
     txm_close(s[0].c);
     txm_close(s[1].c);
+}
+
+Test(retry, deadlock_retried_to_success, .init = conf_init_shared, .fini = conf_fini, .timeout = 120)
+{
+    run_deadlock(false);
+}
+
+Test(retry, swallowed_deadlock_surfaces_at_commit_and_is_retried, .init = conf_init_shared, .fini = conf_fini,
+     .timeout = 120)
+{
+    /* The body ignores the deadlock and returns 0: COMMIT must refuse (TXM_ETX_ABORTED caused by
+     * TXM_EDEADLOCK) and txm_retry must retry it, never commit half a transfer. */
+    run_deadlock(true);
+}
+
+static int body_insert_with_failing_hook(txm_conn *c, void *payload)
+{
+    probe *p = payload;
+    p->calls++;
+    int rc = conf_item(c, p->calls);
+    if (rc)
+        return rc;
+    conf_hook *h = NULL;
+    rc = conf_on_commit(c, "fails", &h);
+    if (rc == 0)
+        h->fail = TXM_EDEADLOCK; /* even a "retryable" hook error must not cause a retry */
+    return rc;
+}
+
+Test(retry, failing_hook_after_commit_is_not_retried, .init = conf_init, .fini = conf_fini)
+{
+    probe p = {0};
+    CONF_RC(TXM_EHOOK, txm_retry(conf.c, NULL, body_insert_with_failing_hook, &p));
+    cr_assert(p.calls == 1, "the data was committed: a failing hook must not re-run the body (%d calls)", p.calls);
+    cr_assert(conf_count(conf.c, "t_item") == 1);
+    conf_assert_freed_once();
 }

@@ -427,3 +427,29 @@ Test(atomic, nested_atomic_failure_handled_by_outer, .init = conf_init_shared, .
     cr_assert(conf_count(b, "t_uniq") == 0, "the failed inner block's row was committed");
     txm_close(b);
 }
+
+Test(tx, deep_nesting_hundred_levels, .init = conf_init_shared, .fini = conf_fini)
+{
+    enum { D = 100 };
+    txm_tx *lv[D + 1];
+    for (int i = 1; i <= D; i++) {
+        lv[i] = conf_begin(conf.c);
+        CONF_OK(conf_item(conf.c, i));
+    }
+    cr_assert(txm_depth(conf.c) == D);
+    for (int i = D; i > 50; i--)
+        CONF_OK(txm_commit(lv[i]));
+    CONF_OK(txm_rollback(lv[50])); /* undoes 50..100 */
+    for (int i = 49; i > 25; i--) {
+        CONF_OK(txm_commit(lv[i]));
+        CONF_OK(conf_item(conf.c, 1000 + i)); /* a statement in the parent after each release */
+    }
+    for (int i = 25; i >= 1; i--)
+        CONF_OK(txm_commit(lv[i]));
+    cr_assert(txm_depth(conf.c) == 0);
+    txm_conn *b = conf_open_other();
+    cr_assert(conf_count(b, "t_item") == 49 + 24, "rows: %lld, expected 73", (long long)conf_count(b, "t_item"));
+    cr_assert(conf_count_id(b, "t_item", 50) == 0 && conf_count_id(b, "t_item", 100) == 0);
+    cr_assert(conf_count_id(b, "t_item", 1) == 1 && conf_count_id(b, "t_item", 49) == 1);
+    txm_close(b);
+}

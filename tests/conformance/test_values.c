@@ -235,3 +235,16 @@ Test(values, large_result, .init = conf_init, .fini = conf_fini)
     txm_rows_free(rows);
     cr_assert(k == N && sum == (int64_t)N * (N + 1) / 2);
 }
+
+Test(values, text_of_numbers, .init = conf_init, .fini = conf_fini)
+{
+    txm_value p[2] = {txm_text("x"), txm_int(-42)};
+    CONF_OK(txm_exec(conf.c, "INSERT INTO t_item (id, name, n) VALUES (1, ?, ?)", p, 2, NULL));
+    txm_rows *rows = NULL;
+    CONF_OK(txm_query(&rows, conf.c, "SELECT n FROM t_item", NULL, 0));
+    cr_assert(txm_rows_next(rows) == 1);
+    const char *s = txm_rows_get_text(rows, 0, NULL);
+    cr_assert(s != NULL, "get_text never returns NULL for a non-NULL value");
+    cr_assert_str_eq(s, "-42", "an integer reads as its decimal text");
+    txm_rows_free(rows);
+}
