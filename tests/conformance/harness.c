@@ -99,25 +99,30 @@ static void resolve_url(void)
     driver_from_url(conf.url);
 }
 
-/* Makes conf.url shareable by a second connection: sqlite::memory: becomes a temp file. */
+/* Makes conf.url shareable by a second connection: an in-memory SQLite-style URL
+ * (SCHEME::memory:[?opts], any scheme, so wrappers of the SQLite driver work too) becomes a temp
+ * file per test. */
 static void make_shared(void)
 {
-    static const char mem[] = "sqlite::memory:";
-    if (strncmp(conf.url, mem, sizeof mem - 1) != 0) {
+    static const char mem[] = ":memory:";
+    const char *colon = strchr(conf.url, ':');
+    if (!colon || strncmp(colon + 1, mem, sizeof mem - 1) != 0) {
         conf.shared = true;
         return;
     }
     const char *tmp = getenv("TMPDIR");
     if (!tmp || !*tmp)
         tmp = "/tmp";
-    char rest[1024];
-    copy_str(rest, sizeof rest, conf.url + sizeof mem - 1); /* "?opts" or "" */
-    int n = snprintf(conf.tmpdb, sizeof conf.tmpdb, "%s/txm-conf-XXXXXX", tmp);
+    char scheme[64], rest[1024];
+    int n = snprintf(scheme, sizeof scheme, "%.*s", (int)(colon - conf.url), conf.url);
+    cr_assert(n > 0 && (size_t)n < sizeof scheme, "URL scheme too long");
+    copy_str(rest, sizeof rest, colon + 1 + sizeof mem - 1); /* "?opts" or "" */
+    n = snprintf(conf.tmpdb, sizeof conf.tmpdb, "%s/txm-conf-XXXXXX", tmp);
     cr_assert(n > 0 && (size_t)n < sizeof conf.tmpdb, "TMPDIR too long");
     int fd = mkstemp(conf.tmpdb);
     cr_assert(fd >= 0, "mkstemp(%s) failed", conf.tmpdb);
     close(fd);
-    n = snprintf(conf.url, sizeof conf.url, "sqlite:%s%s", conf.tmpdb, rest);
+    n = snprintf(conf.url, sizeof conf.url, "%s:%s%s", scheme, conf.tmpdb, rest);
     cr_assert(n > 0 && (size_t)n < sizeof conf.url, "URL too long");
     conf.shared = true;
 }
@@ -254,6 +259,11 @@ void conf_fini(void)
 bool conf_is(const char *driver)
 {
     return strcmp(conf.driver, driver) == 0;
+}
+
+bool conf_is_embedded(void)
+{
+    return conf_is("sqlite") || strstr(conf.url, "://") == NULL;
 }
 
 unsigned conf_caps(void)

@@ -80,6 +80,8 @@ void conf_fini(void);
 
 /* ---- driver facts ---- */
 bool conf_is(const char *driver);  /* conf.driver equals */
+/* An embedded engine (SQLite, or any URL without "//"): no sessions to kill, no row-lock waits. */
+bool conf_is_embedded(void);
 unsigned conf_caps(void);          /* txm_capabilities(conf.c) */
 bool conf_has_cap(unsigned cap);
 

@@ -49,8 +49,13 @@ Test(errors, unique, .init = conf_init, .fini = conf_fini)
     conf_assert_unique_names(e.constraint_name, e.table_name, e.column_name);
     if (conf_is("postgresql"))
         cr_assert_str_eq(e.table_name, "t_uniq");
-    cr_assert(conf_contains(e.message, conf_is("sqlite") ? "t_uniq.code" : "uq_t_uniq_code"),
-              "message must name the constraint: %s", e.message);
+    if (conf_is("sqlite"))
+        cr_assert(conf_contains(e.message, "t_uniq.code"), "message must name the column: %s", e.message);
+    else if (conf_is("postgresql") || conf_is("mysql"))
+        cr_assert(conf_contains(e.message, "uq_t_uniq_code"), "message must name the constraint: %s", e.message);
+    else
+        cr_assert(conf_contains(e.message, "uq_t_uniq_code") || conf_contains(e.message, "t_uniq"),
+                  "message must name the constraint or the table: %s", e.message);
     cr_assert(txm_err_is_constraint(e.code));
 }
 
@@ -180,7 +185,15 @@ Test(errors, data, .init = conf_init_all, .fini = conf_fini)
 {
     if (conf_is("sqlite"))
         CONF_SKIP("SQLite is dynamically typed: 'abc' is stored in an INTEGER column, a long text in VARCHAR(100)");
-    conf_err e = EXPECT_ERR(TXM_EDATA, txm_exec(conf.c, "INSERT INTO t_item (id, n) VALUES (1, 'abc')", NULL, 0, NULL));
+    const char *bad_int = "INSERT INTO t_item (id, n) VALUES (1, 'abc')";
+    if (!conf_is("postgresql") && !conf_is("mysql")) {
+        /* another driver: skip only if its engine is dynamically typed */
+        int rc = txm_exec(conf.c, bad_int, NULL, 0, NULL);
+        if (rc == 0)
+            CONF_SKIP("%s stored 'abc' in an INTEGER column (dynamic typing): no data error to provoke", conf.driver);
+        conf_exec(conf.c, "DELETE FROM t_item");
+    }
+    conf_err e = EXPECT_ERR(TXM_EDATA, txm_exec(conf.c, bad_int, NULL, 0, NULL));
     expect_engine(&e, "22P02", 1366, 0);
     char longtext[160];
     memset(longtext, 'x', sizeof longtext - 1);
