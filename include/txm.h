@@ -276,7 +276,8 @@ typedef struct txm_tx_options {
 TXM_EXTERN int txm_tx_options_init(txm_tx_options *opts, unsigned version);
 
 /* Opens a level (see above). Errors: TXM_EMISUSE (durable when nested; isolation/read-only on a
- * nested level; join at the outermost level), TXM_EINVALID, TXM_ENOMEM. Sends nothing. */
+ * nested level; join at the outermost level), TXM_EINVALID, TXM_ENOMEM, TXM_ECONNECTION (the
+ * connection was lost and not reconnected). Sends nothing. */
 TXM_EXTERN int txm_begin(txm_tx **out, txm_conn *c, const txm_tx_options *opts);
 
 /* Ends the level. Outermost: COMMIT, then the on-commit hooks once the connection is idle.
