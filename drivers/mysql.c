@@ -26,7 +26,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <locale.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -113,18 +112,6 @@ typedef struct my_conn {
     int id_mu_init;
     unsigned long thread_id;
 } my_conn;
-
-/* Doubles are printed into SQL and parsed from results in the "C" locale whatever the
- * application's LC_NUMERIC is (a German locale would print "1,5e+00": a syntax error). */
-static pthread_once_t my_c_locale_once = PTHREAD_ONCE_INIT;
-static locale_t my_c_locale;
-static void my_c_locale_init(void) { my_c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0); }
-
-static locale_t c_numeric(void)
-{
-    pthread_once(&my_c_locale_once, my_c_locale_init);
-    return my_c_locale;
-}
 
 static pthread_once_t my_lib_once = PTHREAD_ONCE_INIT;
 static int my_lib_rc;
@@ -337,13 +324,16 @@ static int put_param(my_conn *c, const txm_value *v, size_t idx)
     case TXM_T_REAL:
         if (!isfinite(v->u.d))
             return txm_driver_error(TXM_EDATA, NULL, "parameter %zu: MySQL cannot store a non-finite REAL", idx + 1);
-        /* An exponent makes the server read it as DOUBLE, not DECIMAL; 17 digits round-trip. */
+        /* 17 digits round-trip; printed in the C locale (txm__dtoa), and with an exponent, which
+         * makes the server read a DOUBLE rather than a DECIMAL ("1.5" would be DECIMAL). */
         {
-            locale_t cl = c_numeric(), old = cl ? uselocale(cl) : (locale_t)0;
-            rc = putf(c, "%.16e", v->u.d);
-            if (cl)
-                uselocale(old);
-            return rc;
+            char num[48];
+            int n = txm__dtoa(num, sizeof num - 3, v->u.d);
+            if (n <= 0 || (size_t)n >= sizeof num - 3)
+                return txm_driver_error(TXM_EINVALID, NULL, "parameter %zu: cannot format a REAL", idx + 1);
+            if (!strchr(num, 'e'))
+                memcpy(num + n, "e0", 3);
+            return puts_(c, num);
         }
     case TXM_T_TEXT:
         if (!v->u.buf.ptr && v->u.buf.len)
@@ -977,10 +967,7 @@ static txm_value cell_value(const MYSQL_FIELD *f, const char *v, unsigned long l
         return txm_textn(v, len); /* BIGINT UNSIGNED above INT64_MAX stays exact as text */
     case MYSQL_TYPE_FLOAT:
     case MYSQL_TYPE_DOUBLE: {
-        locale_t cl = c_numeric(), old = cl ? uselocale(cl) : (locale_t)0;
-        double d = strtod(v, &end);
-        if (cl)
-            uselocale(old);
+        double d = txm__strtod(v, &end); /* C locale */
         if (end == v + len)
             return txm_real(d);
         return txm_textn(v, len);
