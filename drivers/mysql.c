@@ -92,6 +92,7 @@ typedef struct my_conn {
     my_params prm;
     unsigned flavour;        /* TXM_MY_* */
     int rollback_on_timeout; /* innodb_rollback_on_timeout: 0, 1, or -1 unknown */
+    unsigned long max_packet; /* @@max_allowed_packet (0 unknown): larger queries close the connection */
     int in_tx;               /* server transaction open, per the last status we trust */
     int broken;              /* connection lost: only ROLLBACK (local), close and reconnect */
     unsigned sp_level;       /* deepest savepoint executed and not ended */
@@ -136,6 +137,8 @@ static int reserve(my_conn *c, size_t extra)
     char *nb;
     if (c->cap - c->len > extra)
         return 0;
+    if (extra > SIZE_MAX / 4 - c->len)
+        return txm_driver_error(TXM_ENOMEM, NULL, "mysql: a query of more than %zu bytes", extra);
     need = c->len + extra + 1;
     cap = c->cap ? c->cap : 256;
     while (cap < need)
@@ -179,8 +182,10 @@ static int putf(my_conn *c, const char *fmt, ...)
 static int put_quoted(my_conn *c, const char *s, size_t n)
 {
     unsigned long w;
-    int rc = reserve(c, 2 * n + 3);
-    if (rc)
+    int rc;
+    if (n > SIZE_MAX / 4)
+        return txm_driver_error(TXM_ENOMEM, NULL, "mysql: text parameter too large");
+    if ((rc = reserve(c, 2 * n + 3)))
         return rc;
     c->buf[c->len++] = '\'';
     w = mysql_real_escape_string(c->db, c->buf + c->len, s, (unsigned long)n);
@@ -343,6 +348,8 @@ static int put_param(my_conn *c, const txm_value *v, size_t idx)
         const unsigned char *p = v->u.buf.ptr;
         if (!p && v->u.buf.len)
             return txm_driver_error(TXM_EINVALID, NULL, "parameter %zu: NULL blob pointer", idx + 1);
+        if (v->u.buf.len > SIZE_MAX / 4)
+            return txm_driver_error(TXM_ENOMEM, NULL, "parameter %zu: blob too large", idx + 1);
         if ((rc = reserve(c, 2 * v->u.buf.len + 3)))
             return rc;
         c->buf[c->len++] = 'X';
@@ -694,13 +701,17 @@ static int connect_main(my_conn *c)
 
     /* One round trip at connect: whether a lock wait timeout rolls back the whole transaction,
      * and (MariaDB) whether this is a Galera node, where 1213 is a certification conflict. */
-    if (mysql_query(c->db, c->flavour & TXM_MY_MARIADB ? "SELECT @@innodb_rollback_on_timeout, @@wsrep_on"
-                                                       : "SELECT @@innodb_rollback_on_timeout") == 0 &&
+    c->max_packet = 0;
+    if (mysql_query(c->db, c->flavour & TXM_MY_MARIADB
+                               ? "SELECT @@max_allowed_packet, @@innodb_rollback_on_timeout, @@wsrep_on"
+                               : "SELECT @@max_allowed_packet, @@innodb_rollback_on_timeout") == 0 &&
         (res = mysql_store_result(c->db)) != NULL) {
         MYSQL_ROW row = mysql_fetch_row(res);
         if (row && row[0])
-            c->rollback_on_timeout = atoi(row[0]) ? 1 : 0;
-        if (row && mysql_num_fields(res) > 1 && row[1] && atoi(row[1]))
+            c->max_packet = strtoul(row[0], NULL, 10);
+        if (row && row[1])
+            c->rollback_on_timeout = atoi(row[1]) ? 1 : 0;
+        if (row && mysql_num_fields(res) > 2 && row[2] && atoi(row[2]))
             c->flavour |= TXM_MY_WSREP;
         mysql_free_result(res);
     } else if (txm__mysql_is_connection_lost(mysql_errno(c->db), c->flavour)) {
@@ -1335,6 +1346,17 @@ static int append_op(my_conn *c, txm_op *ops, size_t i, int *ends, int *alone)
             if (c->buf)
                 c->buf[mark] = '\0';
             return rc;
+        }
+        /* The server closes the connection on a packet above max_allowed_packet: refuse it here,
+         * with the connection intact (blobs travel hex-encoded, twice their size). */
+        if (c->max_packet && c->len - mark + 64 > c->max_packet) {
+            size_t sz = c->len - mark;
+            c->len = mark;
+            c->buf[mark] = '\0';
+            return txm_driver_error(TXM_EINVALID, NULL,
+                                    "statement is %zu bytes with its parameters interpolated (blobs count twice: "
+                                    "hex); the server's max_allowed_packet is %lu",
+                                    sz, c->max_packet);
         }
         *ends = 1;
         return push_expect(c, i, R_STMT, 1);

@@ -1213,6 +1213,20 @@ Test(mysql, parameters_round_trip_safely, .init = setup)
             txm_value p = txm_real(1.0 / 0.0);
             RC(TXM_EDATA, txm_exec(c, "SELECT ?", &p, 1, NULL));
         }
+        {
+            /* above max_allowed_packet the server would close the connection: refused locally */
+            int64_t maxp = q1(c, "SELECT @@max_allowed_packet");
+            size_t n = (size_t)maxp / 2 + 16; /* hex doubles it */
+            char *big = malloc(n);
+            txm_value p;
+            cr_assert(big != NULL);
+            memset(big, 0xab, n);
+            p = txm_blob(big, n);
+            RC(TXM_EINVALID, txm_exec(c, "SELECT LENGTH(?)", &p, 1, NULL));
+            cr_assert(strstr(txm_error_last()->message, "max_allowed_packet") != NULL);
+            free(big);
+            cr_assert_eq(q1(c, "SELECT 1"), 1); /* the connection is intact */
+        }
     }
     txm_close(c);
 }
