@@ -16,8 +16,9 @@
 # DIR/error.log. Durability is relaxed (innodb_flush_log_at_trx_commit=2): test data only.
 #
 # User txm may: everything on database txm and on databases named txm_* (suites that want their
-# own database), PROCESS (see every thread in SHOW PROCESSLIST) and CONNECTION ADMIN (KILL any
-# connection; killing its own threads needs no privilege at all).
+# own database), PROCESS (see every thread in SHOW PROCESSLIST), CONNECTION ADMIN (KILL any
+# connection; killing its own threads needs no privilege at all) and RELOAD (FLUSH TABLES WITH
+# READ LOCK: a test holds COMMIT waiting on the commit lock deterministically).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
@@ -142,7 +143,7 @@ CREATE USER IF NOT EXISTS 'txm'@'%' IDENTIFIED BY 'txm-secret';
 CREATE USER IF NOT EXISTS 'txm'@'localhost' IDENTIFIED BY 'txm-secret';
 GRANT ALL PRIVILEGES ON txm.* TO 'txm'@'127.0.0.1', 'txm'@'%', 'txm'@'localhost';
 GRANT ALL PRIVILEGES ON `txm\_%`.* TO 'txm'@'127.0.0.1', 'txm'@'%', 'txm'@'localhost';
-GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'txm'@'127.0.0.1', 'txm'@'%', 'txm'@'localhost';
+GRANT PROCESS, CONNECTION ADMIN, RELOAD ON *.* TO 'txm'@'127.0.0.1', 'txm'@'%', 'txm'@'localhost';
 FLUSH PRIVILEGES;
 EOF
 

@@ -28,7 +28,7 @@ root=$(pwd)
 
 # Packages: build, tests, servers. The fuzz harness's needs are added here as they are requested.
 PKGS=(meson ninja-build pkg-config gcc libc6-dev clang libcriterion-dev
-    libpq-dev libmariadb-dev libsqlite3-dev postgresql-15 mariadb-server)
+    libpq-dev libmariadb-dev libsqlite3-dev postgresql-15 mariadb-server locales)
 
 t_start=$SECONDS
 t_phase=$SECONDS
@@ -92,6 +92,14 @@ trap 'echo "terminated" >&2; exit 143' TERM
 # ---- 1. packages ---------------------------------------------------------------------------
 section "packages"
 txm_need_pkgs "${PKGS[@]}"
+# A decimal-comma locale, so the tests that check number formatting ignores LC_NUMERIC run.
+if ! locale -a 2>/dev/null | grep -qi '^de_DE\.utf-\?8$'; then
+    if [ "$(id -u)" = 0 ]; then
+        localedef -i de_DE -f UTF-8 de_DE.UTF-8 >&2 || echo "warning: localedef de_DE.UTF-8 failed" >&2
+    else
+        echo "warning: no de_DE.UTF-8 locale (not root): the decimal-comma tests will skip" >&2
+    fi
+fi
 phase_done "install packages"
 
 # ---- 2. build ------------------------------------------------------------------------------
