@@ -268,12 +268,15 @@ static void usage(FILE *f)
 {
     size_t i;
     fprintf(f, "usage: txm-bench [--quick] [--csv FILE] [--group LIST] [--engine LIST] [--shape LIST]\n"
-               "                 [--reps N] [--iterations N] [--seconds S] [--dl-seconds S]\n"
+               "                 [--impl LIST] [--floor-xid] [--reps N] [--iterations N] [--seconds S] [--dl-seconds S]\n"
                "  --quick          short runs (smoke test; numbers are noisy)\n"
                "  --csv FILE       also write every number to FILE (group,engine,case,impl,metric,value)\n"
                "  --group LIST     comma-separated groups (default: all)\n"
                "  --engine LIST    sqlite-mem,sqlite-file,postgresql,mysql (default: all)\n"
                "  --shape LIST     overhead shapes: insert1,nested1,nested3,empty-nested,nested-only\n"
+               "  --impl LIST      overhead subjects: txm,eager,floor (default: all; e.g. to profile one)\n"
+               "  --floor-xid      PostgreSQL floor also sends SELECT pg_current_xact_id_if_assigned() with\n"
+               "                   COMMIT, as txm's driver does (the price of txm_resolve_outcome)\n"
                "  --reps N         repetitions per cell, median reported (default 3)\n"
                "  --iterations N   fixed iterations per repetition (default: calibrated)\n"
                "  --seconds S      target seconds per repetition (default 0.4)\n"
@@ -316,6 +319,10 @@ int main(int argc, char **argv)
             o.engines = argv[++a];
         else if (val && strcmp(arg, "--shape") == 0)
             o.shapes = argv[++a];
+        else if (strcmp(arg, "--floor-xid") == 0)
+            o.floor_xid = 1;
+        else if (val && strcmp(arg, "--impl") == 0)
+            o.impls = argv[++a];
         else if (val && strcmp(arg, "--reps") == 0) {
             int r = atoi(argv[++a]);
             o.reps = r < 1 ? 1 : r > BENCH_MAX_REPS ? BENCH_MAX_REPS : (unsigned)r;
@@ -355,6 +362,7 @@ int main(int argc, char **argv)
         if (!bench_selected(o.engines, engines[i].name))
             continue;
         chosen[ne] = engines[i];
+        chosen[ne].floor_xid = o.floor_xid;
         ne++;
         bench_meta("engine", "%s %s%s%s", engines[i].name, engines[i].skip[0] ? "skipped: " : engines[i].redacted,
                    engines[i].skip[0] ? engines[i].skip : "",

@@ -29,6 +29,8 @@ typedef struct bench_opts {
     const char *groups;  /* comma-separated group names; NULL = all */
     const char *engines; /* comma-separated engine names; NULL = all */
     const char *shapes;  /* overhead group: comma-separated shape names; NULL = all */
+    int floor_xid;       /* --floor-xid: see bench_engine.floor_xid */
+    const char *impls;   /* overhead group: comma-separated subjects (txm,eager,floor); NULL = all */
 } bench_opts;
 
 typedef enum bench_kind { BENCH_SQLITE = 0, BENCH_PG = 1, BENCH_MYSQL = 2 } bench_kind;
@@ -46,6 +48,8 @@ typedef struct bench_engine {
     const char *items_reset; /* empties it (untimed, between repetitions) */
     const char *dl_ddl;      /* CREATE TABLE IF NOT EXISTS txm_bench_dl ... */
     char server_version[64]; /* filled by the first raw connection, "" if unknown */
+    int floor_xid;           /* PostgreSQL floor also asks pg_current_xact_id_if_assigned() in the
+                              * COMMIT flight, as txm's driver does for txm_resolve_outcome */
 } bench_engine;
 
 /* ---- raw baselines (raw_sqlite.c, raw_pg.c, raw_mysql.c) -------------------------------- */
@@ -92,6 +96,7 @@ typedef struct bench_subject {
     int (*reset)(void *ctx);             /* untimed, before warm-up and each repetition; may be NULL */
     uint64_t (*round_trips)(void *ctx);  /* cumulative count; may be NULL */
     const char *(*error)(void *ctx);     /* text of the last failure */
+    int off;                             /* not selected (--impl): shown as "-", implies failed */
     /* results */
     int failed;
     char why[1024];                      /* failure text */

@@ -216,7 +216,9 @@ static const char *eager_name(bench_kind k)
 
 static void cell(const bench_subject *s)
 {
-    if (s->failed)
+    if (s->off)
+        printf(" %9s %5s", "-", "");
+    else if (s->failed)
         printf(" %9s %5s", "fail", "");
     else if (s->rt_per_tx >= 0)
         printf(" %9.2f %5.2f", s->us_median, s->rt_per_tx);
@@ -237,6 +239,8 @@ static void record_subject(const bench_engine *e, const shape *sh, const bench_s
 {
     unsigned r;
     char m[32];
+    if (s->off)
+        return;
     if (s->failed) {
         bench_record("overhead", e->name, sh->name, s->name, "failed", 1);
         return;
@@ -271,10 +275,15 @@ static void run_engine(const bench_opts *o, bench_engine *e)
     subj[0].name = "txm";
     subj[1].name = "eager";
     subj[2].name = "floor";
+    for (k = 0; k < 3; k++)
+        if (!bench_selected(o->impls, subj[k].name))
+            subj[k].off = subj[k].failed = 1;
 
     printf("\n== overhead | %s | %s\n", e->name, e->redacted);
     /* txm */
-    if (e->no_txm[0]) {
+    if (subj[0].off)
+        ;
+    else if (e->no_txm[0]) {
         subj[0].failed = 1;
         bench_strlcpy(subj[0].why, e->no_txm, sizeof subj[0].why);
     } else if (bench_txm_open(&tx.c, e, err, sizeof err) != 0) {
@@ -302,7 +311,9 @@ static void run_engine(const bench_opts *o, bench_engine *e)
         s->reset = raw_reset;
         s->round_trips = raw_rts;
         s->error = raw_errtext;
-        if (!raw) {
+        if (s->off)
+            ;
+        else if (!raw) {
             s->failed = 1;
             snprintf(s->why, sizeof s->why, "client library not found at build time");
         } else if (raw->open(&rx[k].st, e, (int)k, err, sizeof err) != 0) {
@@ -312,9 +323,10 @@ static void run_engine(const bench_opts *o, bench_engine *e)
     }
     if (e->server_version[0])
         printf("   server: %s\n", e->server_version);
-    printf("   eager = %s; floor = %s\n", eager_name(e->kind), floor_name(e->kind));
+    printf("   eager = %s; floor = %s%s\n", eager_name(e->kind), floor_name(e->kind),
+           e->kind == BENCH_PG && e->floor_xid ? " + SELECT pg_current_xact_id_if_assigned() before COMMIT" : "");
     for (k = 0; k < 3; k++)
-        if (subj[k].failed)
+        if (subj[k].failed && !subj[k].off)
             printf("   %s not measured: %s\n", subj[k].name, subj[k].why);
     printf("   %-13s %9s %5s %9s %5s %9s %5s %9s %9s\n", "shape", "txm us", "rt", "eager us", "rt", "floor us", "rt",
            "txm/eager", "txm/floor");
@@ -363,7 +375,9 @@ static void run_engine(const bench_opts *o, bench_engine *e)
             continue;
         printf("   %-13s", shapes[si].name);
         for (k = 0; k < 3; k++) {
-            if (run[k].failed)
+            if (run[k].off)
+                printf(" %9s", "-");
+            else if (run[k].failed)
                 printf(" %9s", "fail");
             else
                 printf(" %9.2f", run[k].cpu_median);

@@ -15,7 +15,10 @@
 typedef struct raw_pg {
     PGconn *pg;
     int pipeline;
+    int xid; /* --floor-xid: the COMMIT flight starts with XID_SQL, as txm's driver does */
 } raw_pg;
+
+static const char XID_SQL[] = "SELECT pg_current_xact_id_if_assigned()";
 
 static const char INSERT_SQL[] = "INSERT INTO txm_bench_items(v) VALUES ($1)";
 
@@ -86,6 +89,7 @@ static int pgr_open(void **out, bench_engine *e, int batched, char *err, size_t 
             return -1;
         }
         r->pipeline = 1;
+        r->xid = e->floor_xid;
     }
     if (!e->server_version[0]) {
         const char *v = PQparameterStatus(r->pg, "server_version");
@@ -103,7 +107,7 @@ static int pgr_flight(void *st, const raw_stmt *s, size_t n, char *err, size_t e
     char val[24];
     const char *vals[1] = {val};
     size_t i;
-    int rc = 0;
+    int rc = 0, xid;
 
     if (!r->pipeline) { /* eager: one statement, one round trip */
         PGresult *res;
@@ -118,6 +122,9 @@ static int pgr_flight(void *st, const raw_stmt *s, size_t n, char *err, size_t e
         PQclear(res);
         return rc;
     }
+    xid = r->xid && n == 1 && s[0].kind == RAW_COMMIT;
+    if (xid && PQsendQueryParams(r->pg, XID_SQL, 0, NULL, NULL, NULL, NULL, 0) != 1)
+        return pg_err(r, "PQsendQueryParams", NULL, err, errsz);
     for (i = 0; i < n; i++) {
         snprintf(val, sizeof val, "%" PRId64, s[i].value); /* libpq copies parameters when sending */
         if (PQsendQueryParams(r->pg, stmt_sql(&s[i]), s[i].kind == RAW_INSERT ? 1 : 0, NULL, vals, NULL, NULL, 0) != 1)
@@ -125,6 +132,13 @@ static int pgr_flight(void *st, const raw_stmt *s, size_t n, char *err, size_t e
     }
     if (PQpipelineSync(r->pg) != 1)
         return pg_err(r, "PQpipelineSync", NULL, err, errsz);
+    if (xid) {
+        PGresult *res = PQgetResult(r->pg);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+            rc = pg_err(r, XID_SQL, res, err, errsz);
+        PQclear(res);
+        PQclear(PQgetResult(r->pg));
+    }
     for (i = 0; i < n; i++) {
         PGresult *res = PQgetResult(r->pg);
         ExecStatusType t = PQresultStatus(res);
