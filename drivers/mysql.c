@@ -178,6 +178,32 @@ static int putf(my_conn *c, const char *fmt, ...)
     return put(c, tmp, (size_t)n);
 }
 
+static int put_sep(my_conn *c);
+
+/* Appends the decimal form of v (hot path: no printf). */
+static int put_i64(my_conn *c, int64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof tmp;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[--i] = (char)('0' + (int)(u % 10));
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        tmp[--i] = '-';
+    return put(c, tmp + i, sizeof tmp - i);
+}
+
+/* Appends "<prefix>txm_sp_<level>". */
+static int put_savepoint(my_conn *c, const char *prefix, unsigned level)
+{
+    int rc;
+    if ((rc = put_sep(c)) || (rc = puts_(c, prefix)) || (rc = puts_(c, "txm_sp_")))
+        return rc;
+    return put_i64(c, (int64_t)level);
+}
+
 /* Appends a quoted string literal, escaped for the connection's current charset and sql_mode. */
 static int put_quoted(my_conn *c, const char *s, size_t n)
 {
@@ -325,7 +351,7 @@ static int put_param(my_conn *c, const txm_value *v, size_t idx)
     case TXM_T_NULL:
         return puts_(c, "NULL");
     case TXM_T_INT:
-        return putf(c, "%" PRId64, v->u.i);
+        return put_i64(c, v->u.i);
     case TXM_T_REAL:
         if (!isfinite(v->u.d))
             return txm_driver_error(TXM_EDATA, NULL, "parameter %zu: MySQL cannot store a non-finite REAL", idx + 1);
@@ -1308,15 +1334,15 @@ static int append_op(my_conn *c, txm_op *ops, size_t i, int *ends, int *alone)
         return push_expect(c, i, R_BEGIN, 1);
     }
     case TXM_OP_SAVEPOINT:
-        if ((rc = put_sep(c)) || (rc = putf(c, "SAVEPOINT txm_sp_%u", op->level)))
+        if ((rc = put_savepoint(c, "SAVEPOINT ", op->level)))
             return rc;
         return push_expect(c, i, R_SAVEPOINT, 1);
     case TXM_OP_RELEASE:
-        if ((rc = put_sep(c)) || (rc = putf(c, "RELEASE SAVEPOINT txm_sp_%u", op->level)))
+        if ((rc = put_savepoint(c, "RELEASE SAVEPOINT ", op->level)))
             return rc;
         return push_expect(c, i, R_RELEASE, 1);
     case TXM_OP_ROLLBACK_TO:
-        if ((rc = put_sep(c)) || (rc = putf(c, "ROLLBACK TO SAVEPOINT txm_sp_%u", op->level)))
+        if ((rc = put_savepoint(c, "ROLLBACK TO SAVEPOINT ", op->level)))
             return rc;
         {
             size_t before = c->nexp;
