@@ -26,7 +26,7 @@ TXM_INTERNAL unsigned long txm__alloc_count(void); /* allocations attempted by t
 
 /* ---- error.c ---- */
 #define TXM_ERR_MSG_MAX 512
-#define TXM_ERR_NAME_MAX 128
+#define TXM_ERR_NAME_MAX 256 /* 64-character identifiers in 4-byte UTF-8 */
 
 /* A self-contained error (its strings live inside it). Copy with txm__err_copy only. */
 typedef struct txm_err_rec {
