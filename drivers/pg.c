@@ -168,6 +168,7 @@ typedef struct pg_conn {
     unsigned tx_savepoints;
     bool subxact_warned;
     bool tx_read_only; /* the current transaction began READ ONLY */
+    bool track_outcome; /* URL txm_resolve_outcome=on (default): ask for the xid before COMMIT */
 
     /* Commit outcome. */
     bool outcome_pending; /* the last COMMIT ended with TXM_ECOMMIT_UNKNOWN */
@@ -536,16 +537,72 @@ static int pg_setup(pg_conn *pc)
     return 0;
 }
 
+/* The URL for libpq: `full` without its txm_* query parameters (libpq would reject them). */
+static char *strip_txm_params(const char *full)
+{
+    const char *q = strchr(full, '?'), *seg;
+    size_t o;
+    bool first = true;
+    char *out = txm__malloc(strlen(full) + 1);
+    if (!out || !q) {
+        if (out)
+            memcpy(out, full, strlen(full) + 1);
+        return out;
+    }
+    o = (size_t)(q - full);
+    memcpy(out, full, o);
+    for (seg = q + 1;;) {
+        size_t len = strcspn(seg, "&");
+        if (len && strncmp(seg, "txm_", 4) != 0) {
+            out[o++] = first ? '?' : '&';
+            memcpy(out + o, seg, len);
+            o += len;
+            first = false;
+        }
+        if (!seg[len])
+            break;
+        seg += len + 1;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* txm's own URL parameters (txm_*); libpq never sees them. */
+static int read_txm_params(pg_conn *pc, const txm_url *url)
+{
+    size_t i;
+    pc->track_outcome = true;
+    for (i = 0; i < url->nparams; i++) {
+        const char *k = url->params[i].key, *v = url->params[i].value;
+        if (strncmp(k, "txm_", 4) != 0)
+            continue;
+        if (strcmp(k, "txm_resolve_outcome") == 0 && (strcmp(v, "on") == 0 || strcmp(v, "1") == 0)) {
+            pc->track_outcome = true;
+        } else if (strcmp(k, "txm_resolve_outcome") == 0 && (strcmp(v, "off") == 0 || strcmp(v, "0") == 0)) {
+            pc->track_outcome = false;
+        } else {
+            return txm_driver_error(TXM_EINVALID, NULL,
+                                    "%s: unknown URL parameter %s=%s (the PostgreSQL driver knows "
+                                    "txm_resolve_outcome=on|off)",
+                                    pc->redacted, k, v);
+        }
+    }
+    return 0;
+}
+
 static int pg_open(txm_driver_conn *dc, const txm_url *url)
 {
     pg_conn *pc = pgc(dc);
+    int rc;
     if (pthread_mutex_init(&pc->cancel_mu, NULL) != 0)
         return txm_driver_error(TXM_ENOMEM, NULL, "cannot create a mutex for the PostgreSQL connection");
     pc->cancel_mu_ok = true;
-    pc->conninfo = txm__strdup(url->full ? url->full : "");
+    pc->conninfo = strip_txm_params(url->full ? url->full : "");
     pc->redacted = txm__strdup(url->redacted ? url->redacted : "postgresql://");
     if (!pc->conninfo || !pc->redacted || collect_secrets(pc, url))
         return txm_driver_error(TXM_ENOMEM, NULL, "out of memory opening a PostgreSQL connection");
+    if ((rc = read_txm_params(pc, url)))
+        return rc;
     pc->conn = pg_connect(pc);
     if (!pc->conn || PQstatus(pc->conn) != CONNECTION_OK)
         return connect_error(pc, pc->conn, "connect to");
@@ -990,7 +1047,9 @@ static int send_op(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, bool i
          * one would cost a WAL commit record, and fails on a hot standby). In an aborted
          * transaction any statement fails, and COMMIT must still run (and answer ROLLBACK).
          * A READ ONLY transaction cannot write anything durable: no id to ask for. */
-        if (pc->tx_read_only) {
+        if (!pc->track_outcome) {
+            pc->xid_state = XID_NONE;
+        } else if (pc->tx_read_only) {
             pc->xid_state = XID_NULL;
         } else if (!in_failed_tx) {
             if ((rc = queue_sql(pc, nq, idx, Q_XID, xid_sql(pc), lf)))
@@ -1436,6 +1495,10 @@ static int pg_resolve_outcome(txm_driver_conn *dc, txm_outcome *out)
         return txm_driver_error(TXM_EMISUSE, NULL,
                                 "txm_resolve_outcome: the last COMMIT on this connection did not end with an unknown "
                                 "outcome");
+    if (!pc->track_outcome)
+        return txm_driver_error(TXM_ENOTSUPPORTED, NULL,
+                                "txm_resolve_outcome: the URL turned outcome tracking off "
+                                "(txm_resolve_outcome=off), so the transaction id was not recorded");
     if (pc->xid_state == XID_NULL) {
         /* No transaction id: the transaction wrote nothing, so there is nothing to lose. */
         *out = TXM_OUTCOME_COMMITTED;

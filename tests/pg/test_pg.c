@@ -106,6 +106,7 @@ static void wait_for(txm_conn *c, const char *sql, int64_t pid, const char *what
 }
 
 static int64_t backend_pid(txm_conn *c) { return q1(c, "SELECT pg_backend_pid()"); }
+static char *setting(txm_conn *c, const char *name, char *buf, size_t size);
 
 /* A barrier with a timeout: a thread that fails early must not hang the other forever. */
 typedef struct tbar {
@@ -1390,6 +1391,49 @@ Test(pg, connection_cut_after_the_server_committed_resolves_committed)
     x(c, "DROP TABLE pgt_cut");
     txm_close(c);
     pg_proxy_stop(p);
+}
+
+Test(pg, outcome_tracking_can_be_turned_off_in_the_url)
+{
+    char purl[2048], url[2200];
+    pg_proxy *p;
+    txm_conn *c = NULL;
+    txm_tx *t;
+    txm_outcome out;
+    NEED_PG();
+    p = pg_proxy_start(pg_url(), purl, sizeof purl);
+    cr_assert_not_null(p);
+    /* txm_* parameters are the driver's; libpq never sees them (it would reject them) */
+    snprintf(url, sizeof url, "%s&txm_resolve_outcome=off", purl);
+    c = open_url(url, NULL);
+    OK(txm_begin(&t, c, NULL));
+    x(c, "CREATE TEMP TABLE pgt_off(i int)");
+    x(c, "INSERT INTO pgt_off VALUES (1)");
+    pg_proxy_arm(p);
+    RC(TXM_ECOMMIT_UNKNOWN, txm_commit(t));
+    RC(TXM_ENOTSUPPORTED, txm_resolve_outcome(c, &out));
+    cr_assert(strstr(txm_error_last()->message, "txm_resolve_outcome=off") != NULL);
+    txm_close(c);
+    pg_proxy_stop(p);
+
+    /* first in the query, followed by a libpq parameter that must survive */
+    {
+        char host[256], hp[300];
+        int port;
+        char buf[64];
+        cr_assert_eq(pg_url_host_port(pg_url(), host, sizeof host, &port), 0);
+        snprintf(hp, sizeof hp, "%s:%d", host, port);
+        pg_url_rewrite(pg_url(), hp, "txm_resolve_outcome=on&application_name=txm_url_test", url, sizeof url);
+        c = open_url(url, NULL);
+        cr_assert_str_eq(setting(c, "application_name", buf, sizeof buf), "txm_url_test");
+        txm_close(c);
+    }
+
+    snprintf(url, sizeof url, "%s%stxm_no_such_option=1", pg_url(), strchr(pg_url(), '?') ? "&" : "?");
+    c = NULL;
+    RC(TXM_EINVALID, txm_open(&c, url, NULL));
+    cr_assert(strstr(txm_error_last()->message, "txm_no_such_option") != NULL);
+    assert_no_secret(txm_error_last()->message, "txm-secret");
 }
 
 /* ---- values ------------------------------------------------------------------------------------ */
