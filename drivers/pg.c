@@ -992,7 +992,7 @@ static int send_lock(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, pg_f
     }
 }
 
-static void begin_sql(const txm_tx_options *tx, char *buf, size_t size)
+static const char *begin_sql(const txm_tx_options *tx, char *buf, size_t size)
 {
     static const char *const iso[] = {"", " ISOLATION LEVEL READ UNCOMMITTED", " ISOLATION LEVEL READ COMMITTED",
                                       " ISOLATION LEVEL REPEATABLE READ", " ISOLATION LEVEL SERIALIZABLE"};
@@ -1000,8 +1000,11 @@ static void begin_sql(const txm_tx_options *tx, char *buf, size_t size)
     unsigned flags = tx ? tx->flags : 0;
     if (i >= sizeof iso / sizeof iso[0])
         i = 0;
+    if (i == 0 && !(flags & (TXM_TX_READ_ONLY | TXM_TX_DEFERRABLE)))
+        return "BEGIN";
     snprintf(buf, size, "BEGIN%s%s%s", iso[i], (flags & TXM_TX_READ_ONLY) ? " READ ONLY" : "",
              (flags & TXM_TX_DEFERRABLE) ? " DEFERRABLE" : "");
+    return buf;
 }
 
 static const char *xid_sql(const pg_conn *pc)
@@ -1016,11 +1019,10 @@ static int send_op(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, bool i
     char sql[160], name[32];
     switch (op->kind) {
     case TXM_OP_BEGIN:
-        begin_sql(op->tx, sql, sizeof sql);
         pc->tx_savepoints = 0;
         pc->subxact_warned = false;
         pc->tx_read_only = op->tx && (op->tx->flags & TXM_TX_READ_ONLY);
-        return queue_sql(pc, nq, idx, Q_MAIN, sql, lf);
+        return queue_sql(pc, nq, idx, Q_MAIN, begin_sql(op->tx, sql, sizeof sql), lf);
     case TXM_OP_SAVEPOINT:
         snprintf(sql, sizeof sql, "SAVEPOINT %s", txm_savepoint_name(name, sizeof name, op->level));
         if (++pc->tx_savepoints == PG_SUBXACT_WARN && !pc->subxact_warned) {
