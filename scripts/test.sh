@@ -61,13 +61,26 @@ print_server_logs() {
     done
 }
 
+# stop_server SCRIPT DIR WORD: the server's own stop command; if that fails (even if the script
+# is gone), SIGKILL the pid recorded in DIR/pid, if it is still that server (cmdline has WORD).
+stop_server() {
+    local script=$1 dir=$2 word=$3 pid
+    [ -d "$dir" ] || return 0
+    bash "$script" stop "$dir" >&2 && return 0
+    pid=$(cat "$dir/pid" 2>/dev/null) || return 0
+    if txm_pid_alive "$pid" && txm_pid_matches "$pid" "$word"; then
+        echo "stopping $word (pid $pid) with SIGKILL" >&2
+        txm_stop_pid "$pid" KILL 10
+    fi
+}
+
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     set +e
     if [ -n "$tmp" ]; then
-        bash scripts/pg-server.sh stop "$tmp/pg" >&2
-        bash scripts/mariadb-server.sh stop "$tmp/mysql" >&2
+        stop_server "$root/scripts/pg-server.sh" "$tmp/pg" postgres
+        stop_server "$root/scripts/mariadb-server.sh" "$tmp/mysql" "$tmp/mysql/my.cnf"
         [ "$rc" -ne 0 ] && print_server_logs
     fi
     if [ -n "$tmp" ]; then
@@ -193,8 +206,8 @@ if [ "${TXM_TEST_SKIP_SANITIZE:-0}" != 1 ]; then
 fi
 
 # ---- 6. stop servers and summarise ---------------------------------------------------------
-bash scripts/pg-server.sh stop "$tmp/pg" >&2
-bash scripts/mariadb-server.sh stop "$tmp/mysql" >&2
+stop_server "$root/scripts/pg-server.sh" "$tmp/pg" postgres
+stop_server "$root/scripts/mariadb-server.sh" "$tmp/mysql" "$tmp/mysql/my.cnf"
 phase_done "stop servers"
 
 {
