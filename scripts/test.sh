@@ -28,7 +28,7 @@ root=$(pwd)
 
 # Packages: build, tests, servers. The fuzz harness's needs are added here as they are requested.
 PKGS=(meson ninja-build pkg-config gcc libc6-dev clang libcriterion-dev
-    libpq-dev libmariadb-dev libsqlite3-dev postgresql-15 mariadb-server locales)
+    libclang-rt-14-dev libpq-dev libmariadb-dev libsqlite3-dev postgresql-15 mariadb-server locales)
 
 t_start=$SECONDS
 t_phase=$SECONDS
