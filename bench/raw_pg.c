@@ -63,15 +63,41 @@ static void quiet_notice(void *arg, const char *message)
     (void)message; /* "relation already exists, skipping" and the like */
 }
 
+/* The URL without txm's own query parameters (txm_resolve_outcome=...), which txm strips before
+ * libpq sees the URL and libpq would reject. */
+static void libpq_url(const char *url, char *out, size_t size)
+{
+    const char *q = strchr(url, '?'), *p;
+    size_t n = q ? (size_t)(q - url) : strlen(url);
+    char sep = '?';
+    if (n >= size)
+        n = size - 1;
+    memcpy(out, url, n);
+    out[n] = '\0';
+    for (p = q; p && *p;) {
+        const char *start = p + 1, *end = strchr(start, '&');
+        size_t len = end ? (size_t)(end - start) : strlen(start), used = strlen(out);
+        if (len && strncmp(start, "txm_", 4) != 0 && used + len + 2 < size) {
+            out[used] = sep;
+            memcpy(out + used + 1, start, len);
+            out[used + 1 + len] = '\0';
+            sep = '&';
+        }
+        p = end;
+    }
+}
+
 static int pgr_open(void **out, bench_engine *e, int batched, char *err, size_t errsz)
 {
     raw_pg *r = calloc(1, sizeof *r);
+    char url[sizeof e->url];
     *out = NULL;
     if (!r) {
         snprintf(err, errsz, "out of memory");
         return -1;
     }
-    r->pg = PQconnectdb(e->url);
+    libpq_url(e->url, url, sizeof url);
+    r->pg = PQconnectdb(url);
     if (PQstatus(r->pg) != CONNECTION_OK) {
         pg_err(r, "connect", NULL, err, errsz);
         pgr_close(r);
