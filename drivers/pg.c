@@ -23,7 +23,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <locale.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1074,10 +1073,6 @@ static int send_op(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, bool i
 
 /* ---- results ----------------------------------------------------------------------------- */
 
-static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
-static locale_t c_locale;
-static void c_locale_init(void) { c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0); }
-
 static int64_t parse_int(const char *s) { return (int64_t)strtoll(s, NULL, 10); }
 
 static int hexval(unsigned char c)
@@ -1126,25 +1121,15 @@ static size_t bytea_decode(const char *s, size_t len, unsigned char *dst)
 static int sink_rows(pg_conn *pc, txm_sink *sink, const PGresult *res)
 {
     int ncols = PQnfields(res), nrows = PQntuples(res), r, c;
-    bool has_float = false;
-    locale_t saved = (locale_t)0;
     int rc = 0;
     if (grow_cols(pc, ncols > 0 ? (size_t)ncols : 1))
         return txm_driver_error(TXM_ENOMEM, NULL, "out of memory reading a result");
     for (c = 0; c < ncols; c++) {
         pc->names[c] = PQfname(res, c);
         pc->ctypes[c] = PQftype(res, c);
-        if (pc->ctypes[c] == PG_OID_FLOAT4 || pc->ctypes[c] == PG_OID_FLOAT8)
-            has_float = true;
     }
     if ((rc = txm_sink_columns(sink, (size_t)ncols, pc->names)))
         return rc;
-    if (has_float) {
-        /* strtod follows LC_NUMERIC; PostgreSQL always prints '.'. */
-        pthread_once(&c_locale_once, c_locale_init);
-        if (c_locale)
-            saved = uselocale(c_locale);
-    }
     for (r = 0; r < nrows && !rc; r++) {
         size_t blob_need = 0, off = 0;
         for (c = 0; c < ncols; c++) {
@@ -1172,7 +1157,7 @@ static int sink_rows(pg_conn *pc, txm_sink *sink, const PGresult *res)
                 break;
             case PG_OID_FLOAT4:
             case PG_OID_FLOAT8:
-                *v = txm_real(strtod(s, NULL));
+                *v = txm_real(txm__strtod(s, NULL)); /* PostgreSQL prints '.', whatever LC_NUMERIC says */
                 break;
             case PG_OID_BOOL:
                 *v = txm_int(s[0] == 't' ? 1 : 0);
@@ -1190,8 +1175,6 @@ static int sink_rows(pg_conn *pc, txm_sink *sink, const PGresult *res)
         }
         rc = txm_sink_row(sink, pc->cells);
     }
-    if (has_float && c_locale)
-        uselocale(saved);
     return rc;
 }
 
