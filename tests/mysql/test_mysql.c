@@ -30,6 +30,7 @@
 
 #include "internal.h"
 #include "txm.h"
+#include "txm_check.h"
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
@@ -39,53 +40,15 @@ static const char *my_url(void)
     return u && *u ? u : NULL;
 }
 
-#define NEED_MY()                                                                                  \
-    do {                                                                                           \
-        if (!my_url()) {                                                                           \
-            fprintf(stderr, "[SKIP] TXM_TEST_MYSQL_URL is not set (scripts/mariadb-server.sh "    \
-                            "start DIR prints one)\n");                                            \
-            cr_skip_test("TXM_TEST_MYSQL_URL is not set: start a server with "                    \
-                         "scripts/mariadb-server.sh start DIR and export the URL it prints");     \
-        }                                                                                          \
-    } while (0)
+#define NEED_MY() NEED_URL("TXM_TEST_MYSQL_URL", "scripts/mariadb-server.sh")
 
-#define OK(expr)                                                                                   \
-    do {                                                                                           \
-        int ok_rc_ = (expr);                                                                       \
-        cr_assert(ok_rc_ == 0, "%s failed: %s: %s", #expr, txm_err_name(ok_rc_),                  \
-                  txm_error_last()->message);                                                      \
-    } while (0)
-
-#define RC(want, expr)                                                                             \
-    do {                                                                                           \
-        int rc_rc_ = (expr);                                                                       \
-        int rc_want_ = (want);                                                                     \
-        cr_assert(rc_rc_ == rc_want_, "%s: expected %s, got %s (%s)", #expr, txm_err_name(rc_want_), \
-                  txm_err_name(rc_rc_), rc_rc_ ? txm_error_last()->message : "no error");          \
-    } while (0)
-
-static txm_conn *open_url(const char *url)
-{
-    txm_conn *c = NULL;
-    int rc = txm_open(&c, url, NULL);
-    cr_assert(rc == 0, "txm_open: %s: %s", txm_err_name(rc), txm_error_last()->message);
-    return c;
-}
+static txm_conn *open_url(const char *url) { return check_open(url, NULL); }
 
 static txm_conn *open_my(void)
 {
     txm_conn *c = open_url(my_url());
     OK(txm_exec(c, "SET SESSION innodb_lock_wait_timeout = 1", NULL, 0, NULL));
     return c;
-}
-
-static void x(txm_conn *c, const char *sql) { OK(txm_exec(c, sql, NULL, 0, NULL)); }
-
-static int64_t q1(txm_conn *c, const char *sql)
-{
-    int64_t v = 0;
-    OK(txm_query_i64(c, &v, sql, NULL, 0));
-    return v;
 }
 
 static int64_t count_rows(txm_conn *c, const char *table)

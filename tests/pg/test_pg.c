@@ -20,6 +20,7 @@
 #include "internal.h"
 #include "pg_proxy.h"
 #include "txm.h"
+#include "txm_check.h"
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
@@ -29,48 +30,10 @@ static const char *pg_url(void)
     return u && *u ? u : NULL;
 }
 
-#define NEED_PG()                                                                                  \
-    do {                                                                                           \
-        if (!pg_url()) {                                                                           \
-            fprintf(stderr, "[SKIP] TXM_TEST_PG_URL is not set (scripts/pg-server.sh start DIR "  \
-                            "prints one)\n");                                                      \
-            cr_skip_test("TXM_TEST_PG_URL is not set: start a server with scripts/pg-server.sh "   \
-                         "start DIR and export the URL it prints");                               \
-        }                                                                                          \
-    } while (0)
+#define NEED_PG() NEED_URL("TXM_TEST_PG_URL", "scripts/pg-server.sh")
 
-#define OK(expr)                                                                                   \
-    do {                                                                                           \
-        int ok_rc_ = (expr);                                                                       \
-        cr_assert(ok_rc_ == 0, "%s failed: %s: %s", #expr, txm_err_name(ok_rc_),                  \
-                  txm_error_last()->message);                                                      \
-    } while (0)
-
-#define RC(want, expr)                                                                             \
-    do {                                                                                           \
-        int rc_rc_ = (expr);                                                                       \
-        int rc_want_ = (want);                                                                     \
-        cr_assert(rc_rc_ == rc_want_, "%s: expected %s, got %s (%s)", #expr, txm_err_name(rc_want_), \
-                  txm_err_name(rc_rc_), rc_rc_ ? txm_error_last()->message : "no error");          \
-    } while (0)
-
-static txm_conn *open_url(const char *url, const txm_open_options *o)
-{
-    txm_conn *c = NULL;
-    int rc = txm_open(&c, url, o);
-    cr_assert(rc == 0, "txm_open: %s: %s", txm_err_name(rc), txm_error_last()->message);
-    return c;
-}
+static txm_conn *open_url(const char *url, const txm_open_options *o) { return check_open(url, o); }
 static txm_conn *open_pg(void) { return open_url(pg_url(), NULL); }
-
-static void x(txm_conn *c, const char *sql) { OK(txm_exec(c, sql, NULL, 0, NULL)); }
-
-static int64_t q1(txm_conn *c, const char *sql)
-{
-    int64_t v = 0;
-    OK(txm_query_i64(c, &v, sql, NULL, 0));
-    return v;
-}
 
 static int64_t q1p(txm_conn *c, const char *sql, int64_t p)
 {
