@@ -76,8 +76,8 @@ TXM_INTERNAL int txm__url_scheme(const char *s, char *buf, size_t size);
 TXM_INTERNAL int txm__sql_placeholders(const char *sql, txm_placeholder_style style, unsigned dialect,
                                        char **out, size_t *count);
 /* If the first keyword of `sql` (after comments/whitespace/parentheses) is a transaction control
- * keyword (BEGIN, START, COMMIT, END, ROLLBACK, SAVEPOINT, RELEASE, ABORT), returns it
- * (static, upper-case), else NULL. "START" counts only when followed by TRANSACTION. */
+ * keyword (BEGIN, START, COMMIT, END, ROLLBACK, SAVEPOINT, RELEASE, ABORT, XA, PREPARE), returns
+ * it (static, upper-case), else NULL. START and PREPARE count only when followed by TRANSACTION. */
 TXM_INTERNAL const char *txm__sql_tx_control(const char *sql, unsigned dialect);
 
 /* ---- registry.c ---- */

@@ -495,8 +495,14 @@ static bool keyword_at(const char *s, size_t n, size_t i, const char *kw)
 
 const char *txm__sql_tx_control(const char *sql, unsigned dialect)
 {
-    static const char *const keywords[] = {"BEGIN",   "COMMIT", "END",   "ROLLBACK", "SAVEPOINT",
-                                           "RELEASE", "ABORT",  "START"};
+    /* A keyword, and the keyword that must follow it for the statement to be transaction control
+     * (START SLAVE and PREPARE name AS ... are not; START TRANSACTION and PREPARE TRANSACTION are). */
+    static const struct {
+        const char *kw;
+        const char *next;
+    } keywords[] = {{"BEGIN", NULL},   {"COMMIT", NULL}, {"END", NULL}, {"ROLLBACK", NULL},
+                    {"SAVEPOINT", NULL}, {"RELEASE", NULL}, {"ABORT", NULL}, {"XA", NULL},
+                    {"START", "TRANSACTION"}, {"PREPARE", "TRANSACTION"}};
     size_t n, i, k;
     if (!sql)
         return NULL;
@@ -507,16 +513,15 @@ const char *txm__sql_tx_control(const char *sql, unsigned dialect)
         n = strlen(sql);
     i = skip_noise(sql, n, 0, dialect, true);
     for (k = 0; k < sizeof keywords / sizeof keywords[0]; k++) {
-        const char *kw = keywords[k];
+        const char *kw = keywords[k].kw;
         if (!keyword_at(sql, n, i, kw))
             continue;
-        if (strcmp(kw, "START") != 0)
+        if (!keywords[k].next)
             return kw;
-        /* START counts only as START TRANSACTION (not START SLAVE / START REPLICA). */
         if (n == NONE)
             n = strlen(sql);
-        i = skip_noise(sql, n, i + 5, dialect, false);
-        return keyword_at(sql, n, i, "TRANSACTION") ? kw : NULL;
+        i = skip_noise(sql, n, i + strlen(kw), dialect, false);
+        return keyword_at(sql, n, i, keywords[k].next) ? kw : NULL;
     }
     return NULL;
 }

@@ -207,8 +207,8 @@ TXM_EXTERN unsigned txm_capabilities(const txm_conn *c);
  * equal n (TXM_EINVALID otherwise, nothing sent).
  * Inside a transaction, a failing statement poisons its level (see txm_begin) and later
  * statements are refused with TXM_ETX_ABORTED without contacting the server.
- * Transaction control SQL (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE, START, END, ABORT) is
- * refused with TXM_EMISUSE: use txm_begin/txm_commit/txm_rollback.
+ * Transaction control SQL (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE, START TRANSACTION, END,
+ * ABORT, XA, PREPARE TRANSACTION) is refused with TXM_EMISUSE: use txm_begin/txm_commit/txm_rollback.
  * ------------------------------------------------------------------------------------------- */
 
 /* Runs a statement that returns no rows (rows, if any, are discarded). *affected_out (may be NULL)

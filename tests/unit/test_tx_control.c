@@ -69,6 +69,10 @@ Test(tx_control, keywords_are_detected)
         {MY, "START TRANSACTION WITH CONSISTENT SNAPSHOT", "START"},
         {LITE, "BEGIN IMMEDIATE", "BEGIN"},
         {LITE, "END TRANSACTION", "END"},
+        {MY, "XA START 'x'", "XA"},
+        {MY, "xa commit 'x'", "XA"},
+        {PG, "PREPARE TRANSACTION 'gid'", "PREPARE"},
+        {PG, "prepare /* c */ transaction 'gid'", "PREPARE"},
     };
     RUN(t);
 }
@@ -105,6 +109,10 @@ Test(tx_control, ordinary_statements_are_not_control)
         {LITE, "/* a /* b */ COMMIT */ SELECT 1", "COMMIT"}, /* not nested in SQLite */
         {LITE, "[BEGIN]", NULL},
         {LITE, "`COMMIT`", NULL},
+        {PG, "PREPARE q AS SELECT 1", NULL},
+        {MY, "PREPARE stmt FROM 'SELECT 1'", NULL},
+        {PG, "PREPARE", NULL},
+        {MY, "XAX", NULL},
     };
     RUN(t);
 }
