@@ -699,6 +699,32 @@ static int send_row(sq_conn *c, sqlite3_stmt *st, txm_sink *sink, size_t ncols)
     return txm_sink_row(sink, c->cells);
 }
 
+/* `PRAGMA busy_timeout = N` (or `(N)`) makes SQLite install its own busy handler in place of the
+ * driver's, which would turn every later lock timeout into a "deadlock" (BUSY without the driver's
+ * handler having waited). Returns N for such a statement, else -1; the caller re-installs the
+ * driver's handler with N, so the pragma means what it says and lock timeouts stay classified. */
+static long busy_timeout_pragma(const char *sql, size_t len)
+{
+    const char *p = sql, *end = sql + len;
+    long v = 0;
+    bool digits = false;
+    p = skip_blank(p, end);
+    if (!keyword_at(p, end, "PRAGMA"))
+        return -1;
+    p = skip_blank(p + 6, end);
+    if (!keyword_at(p, end, "BUSY_TIMEOUT"))
+        return -1;
+    p = skip_blank(p + 12, end);
+    if (p >= end || (*p != '=' && *p != '('))
+        return -1;
+    p = skip_blank(p + 1, end);
+    while (p < end && *p >= '0' && *p <= '9' && v < INT_MAX / 10) {
+        v = v * 10 + (*p++ - '0');
+        digits = true;
+    }
+    return digits ? v : -1;
+}
+
 static int op_statement(sq_conn *c, txm_op *op)
 {
     sqlite3_stmt *st;
@@ -733,6 +759,13 @@ static int op_statement(sq_conn *c, txm_op *op)
             rc = report(c, step, CTX_STATEMENT, "statement");
         else if (rc == 0)
             op->affected = (slot ? slot->dml : is_dml(st, op->sql, len)) ? sq_changes(c->db) : -1;
+        if (rc == 0) {
+            long ms = busy_timeout_pragma(op->sql, len);
+            if (ms >= 0) {
+                c->busy_timeout_ms = (int)ms;
+                sqlite3_busy_handler(c->db, busy_handler, c);
+            }
+        }
     }
     /* Reset at once: a statement left mid-step would hold its read transaction open. */
     sqlite3_reset(st);

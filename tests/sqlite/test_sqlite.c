@@ -412,6 +412,27 @@ Test(sqlite_locking, busy_after_busy_timeout_is_elock_timeout)
     txm_close(z);
 }
 
+Test(sqlite_locking, busy_timeout_pragma_keeps_lock_timeouts_classified)
+{
+    txm_conn *a = open_fmt(NULL, "sqlite:%s/p.db", dir);
+    txm_conn *b = open_fmt(NULL, "sqlite:%s/p.db?busy_timeout=5000", dir);
+    txm_tx *ta;
+    exec(a, "CREATE TABLE t(x)");
+    /* SQLite's own PRAGMA would replace the driver's busy handler; the driver adopts the value. */
+    exec(b, "PRAGMA busy_timeout = 30");
+    cr_assert(eq(i64, i64(b, "PRAGMA busy_timeout"), 0), "the driver's handler is back (SQLite reports 0 for it)");
+    ta = begin(a, 0);
+    exec(a, "INSERT INTO t VALUES (1)");
+    FAILS_WITH(txm_exec(b, "INSERT INTO t VALUES (2)", NULL, 0, NULL), TXM_ELOCK_TIMEOUT);
+    MSG_HAS("busy_timeout=30");
+    exec(b, "pragma busy_timeout(0)");
+    FAILS_WITH(txm_exec(b, "INSERT INTO t VALUES (3)", NULL, 0, NULL), TXM_ELOCK_TIMEOUT);
+    MSG_HAS("busy_timeout=0");
+    OK(txm_rollback(ta));
+    txm_close(a);
+    txm_close(b);
+}
+
 Test(sqlite_locking, commit_blocked_by_reader_times_out_and_rolls_back)
 {
     txm_conn *r = open_fmt(NULL, "sqlite:%s/l.db", dir);
