@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 extern TXM_INTERNAL const txm_driver txm__driver_pg;
 
@@ -355,12 +354,7 @@ static int conninfo_int(PGconn *conn, const char *key, bool *multi_host)
     return v;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static int64_t now_ms(void) { return (int64_t)(txm__now_us() / 1000u); }
 
 /* Connects to pc->conninfo with client_encoding=UTF8. libpq runs in verbose error mode from the
  * start, so a server's refusal (wrong password, no such database) carries its SQLSTATE.
@@ -1529,11 +1523,8 @@ static int pg_resolve_outcome(txm_driver_conn *dc, txm_outcome *out)
                 *out = TXM_OUTCOME_ABORTED;
             else if (now_ms() < deadline) {
                 /* "in progress": the old backend has not finished yet. */
-                struct timespec ts;
                 PQclear(res);
-                ts.tv_sec = 0;
-                ts.tv_nsec = (long)wait_ms * 1000000L;
-                nanosleep(&ts, NULL);
+                txm__sleep_us((uint64_t)wait_ms * 1000u);
                 if (wait_ms < 100)
                     wait_ms *= 2;
                 continue;
