@@ -431,14 +431,21 @@ int txm__sql_placeholders(const char *sql, txm_placeholder_style style, unsigned
      * allocation, one scanning pass. */
     for (p = sql; (p = memchr(p, '?', n - (size_t)(p - sql))) != NULL; p++)
         q++;
+    if (q == 0) {
+        /* Nothing to rewrite: validate and count only, no copy (the caller uses sql as is). */
+        if ((rc = scan(sql, n, dialect, NULL, &k)) != 0)
+            return rc;
+        *count = k;
+        return 0;
+    }
     size = rewrite_max(n, q);
     if (!size)
         return txm__err(TXM_ENOMEM, "SQL text too long to rewrite placeholders (%zu bytes)", n);
     buf = txm__malloc(size);
     if (!buf)
         return txm__err(TXM_ENOMEM, "out of memory rewriting placeholders (%zu bytes)", size);
-    if ((rc = scan(sql, n, dialect, buf, &k)) != 0) {
-        txm__free(buf);
+    if ((rc = scan(sql, n, dialect, buf, &k)) != 0 || k == 0) {
+        txm__free(buf); /* an error, or every '?' was inside a literal: sql is used as is */
         return rc;
     }
     *out = buf;
