@@ -1441,14 +1441,16 @@ static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *ou
         }
         if (commit_unknown || f.code == TXM_ECOMMIT_UNKNOWN) {
             f.code = TXM_ECOMMIT_UNKNOWN;
-            snprintf(f.message, sizeof f.message,
-                     "connection to %s lost after COMMIT was sent (%s): the outcome is unknown; "
-                     "txm_resolve_outcome can find out",
-                     pc->redacted, why[0] ? why : "no reason given");
+            int w = snprintf(f.message, sizeof f.message,
+                             "connection to %s lost after COMMIT was sent (%s): the outcome is unknown; "
+                             "txm_resolve_outcome can find out",
+                             pc->redacted, why[0] ? why : "no reason given");
+            (void)w; /* a long reason is cut: the message is bounded by design */
         } else {
             f.code = TXM_ECONNECTION;
-            snprintf(f.message, sizeof f.message, "connection to %s lost: %s", pc->redacted,
-                     why[0] ? why : "no reason given");
+            int w = snprintf(f.message, sizeof f.message, "connection to %s lost: %s", pc->redacted,
+                             why[0] ? why : "no reason given");
+            (void)w; /* a long reason is cut: the message is bounded by design */
         }
     } else if (in_tx_at_fail && PQtransactionStatus(conn) == PQTRANS_IDLE) {
         f.flags |= TXM_ERRF_TX_LOST; /* the server ended the transaction (e.g. a failed COMMIT) */

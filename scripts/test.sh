@@ -130,7 +130,7 @@ configure() {
 }
 
 section "build (build/)"
-configure build
+configure build -Dwerror=true
 phase_done "build"
 
 # ---- 3. servers ----------------------------------------------------------------------------
@@ -192,7 +192,7 @@ phase_done "tests (plain)"
 
 if [ "${TXM_TEST_SKIP_SANITIZE:-0}" != 1 ]; then
     section "build (build-sanitize/: ASan + UBSan)"
-    configure build-sanitize -Db_sanitize=address,undefined -Db_lundef=false
+    configure build-sanitize -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false
     phase_done "build (sanitizers)"
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1
     # Criterion records a verdict before the test's process exits: a leak (or a UBSan report)

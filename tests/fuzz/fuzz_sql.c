@@ -95,7 +95,8 @@ static void check_rewrite(const char *in, const char *out, size_t count, unsigne
 
 static void check_keyword(const char *kw, unsigned dialect)
 {
-    static const char *const ok[] = {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "ABORT", "START"};
+    static const char *const ok[] = {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "ABORT", "START",
+                                       "XA", "PREPARE"};
     size_t i;
     if (!kw)
         return;
