@@ -1,6 +1,7 @@
 /*
- * Kill sweep (issue 7, "make the testing permanent" item 2): a ledger post over txm's public API,
- * with the server session killed at every position, on PostgreSQL and MariaDB.
+ * Kill sweep (issue 7, "make the testing permanent" item 2; documented in docs/testing.md): a
+ * ledger post over txm's public API, with the server session killed at every position, on
+ * PostgreSQL (pg_terminate_backend) and MariaDB (KILL, and a second sweep with KILL QUERY).
  *
  * One post (k = 6 statements, two hook kinds, a transaction-scoped advisory lock, a nested level):
  *   txm_begin; on-commit + on-rollback hooks
@@ -12,22 +13,19 @@
  *       txm_begin (nested: a savepoint) + an on-rollback hook
  *   [5] INSERT INTO ks_audit (idem_key)
  *       txm_commit (nested)
- *   [6] txm_commit                                                    ("before COMMIT")
- * The session is killed from a second connection, synchronously, by a per-step callback: before
- * each statement [0]..[5], before COMMIT, during COMMIT (COMMIT made to block first: on PostgreSQL
- * a deferred constraint trigger waits for an advisory lock the killer holds; on MariaDB the killer
- * holds FLUSH TABLES WITH READ LOCK), and, on PostgreSQL, after the server executed COMMIT (a
- * proxy withholds COMMIT's reply, cuts the connection, and the backend is terminated).
- * PostgreSQL: pg_terminate_backend. MariaDB: KILL, and a second sweep with KILL QUERY.
+ *       txm_commit
+ * A per-step callback kills the session synchronously from a second connection before each
+ * statement and before COMMIT; a third connection holds what [0] and [1] wait for, and the kill
+ * lands while they wait; COMMIT is made to block (PostgreSQL: a deferred constraint trigger waits
+ * for an advisory lock the killer holds; MariaDB: the killer holds FLUSH TABLES WITH READ LOCK)
+ * and is killed while blocked; and a proxy withholds the answer of an executed COMMIT, cuts the
+ * connection and the session is killed ("after COMMIT executed": committed, outcome unknown).
  *
- * Then it recovers as an application would: txm_reconnect, and the post is retried with the same
- * idempotency key unless it is known to have committed. Checked after every position: the chains
- * verify (each entry's balance_after = the previous one + amount, seq without gaps, the account
- * holds the last entry's balance), no acknowledged post is lost, none is applied twice, a post
- * that txm reported failed did not commit and one it reported done did, on-commit hooks ran
- * exactly for the attempt that committed and was acknowledged, on-rollback hooks ran (once per
- * registration) for every attempt that failed definitely, no hook ran on TXM_ECOMMIT_UNKNOWN, and
- * txm_resolve_outcome (PostgreSQL) agrees with the database.
+ * Then it recovers as an application would (txm_reconnect) and retries the post with the same
+ * idempotency key unless it is known to be applied. Checked after every attempt and position: the
+ * chains verify, no acknowledged post is lost, none is applied twice, a post reported failed did
+ * not commit (not even later), hooks ran exactly as the outcome says, and TXM_ECOMMIT_UNKNOWN is
+ * resolved correctly (txm_resolve_outcome on PostgreSQL, the idempotency key on both).
  *
  * TXM_TEST_PG_URL / TXM_TEST_MYSQL_URL pick the servers (each test skips with the reason when its
  * variable is unset); TXM_KILLSWEEP_ROUNDS (default 3) the number of full sweeps per kill kind.
@@ -511,6 +509,7 @@ static void recover(sweep *s)
 static void post(sweep *s, int acct, int64_t amount, const char *key)
 {
     int attempt_no;
+    bool prior_unknown = false; /* an earlier attempt ended with TXM_ECOMMIT_UNKNOWN */
     char where[160];
     for (attempt_no = 0; attempt_no < 8; attempt_no++) {
         attempt a;
@@ -537,8 +536,10 @@ static void post(sweep *s, int acct, int64_t amount, const char *key)
         if (after > 1)
             VIOLATION(s, "%s: key applied %lld times", where, (long long)after);
         if (rc == POST_ALREADY) {
-            if (attempt_no == 0)
-                VIOLATION(s, "%s: a fresh key was found applied", where);
+            if (!prior_unknown)
+                VIOLATION(s, "%s: the key was found applied, but no earlier attempt of the post ended with an "
+                             "unknown outcome (a failed one committed after all)",
+                          where);
             if (a.commit_runs || a.rollback_runs != 1)
                 VIOLATION(s, "%s: the rolled-back duplicate ran %d on-commit, %d on-rollback hooks", where,
                           a.commit_runs, a.rollback_runs);
@@ -563,6 +564,7 @@ static void post(sweep *s, int acct, int64_t amount, const char *key)
         if (rc == TXM_ECOMMIT_UNKNOWN) {
             txm_outcome out = TXM_OUTCOME_UNKNOWN;
             s->unknown++;
+            prior_unknown = true;
             if (a.commit_runs || a.rollback_runs || a.nested_rollback_runs)
                 VIOLATION(s, "%s: COMMIT_UNKNOWN, but hooks ran (%d on-commit, %d on-rollback)", where,
                           a.commit_runs, a.rollback_runs + a.nested_rollback_runs);
