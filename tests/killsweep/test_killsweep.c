@@ -721,6 +721,7 @@ Test(killsweep, postgresql, .timeout = 600)
     x(s.admin, "DROP TABLE ks_audit");
     x(s.admin, "DROP TABLE ks_entries");
     x(s.admin, "DROP TABLE ks_accounts");
+    x(s.admin, "DROP FUNCTION ks_gate()");
     sweep_end(&s);
 }
 
