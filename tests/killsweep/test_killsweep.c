@@ -529,8 +529,14 @@ static void post(sweep *s, int acct, int64_t amount, const char *key)
         before = key_count(s, key);
         rc = post_attempt(s, acct, amount, key, &a);
         after = key_count(s, key);
-        if (attempt_no == 0 && s->kill_at >= 0)
-            s->first_rc[s->kill_at] = rc;
+        if (attempt_no == 0 && s->kill_at >= 0) {
+            if (rc != s->first_rc[s->kill_at] && strstr(where, "-0-") == NULL)
+                fprintf(stderr, "killsweep: note: %s returned %s, in the first round %s\n", where,
+                        rc == POST_DONE ? "0 (committed)" : txm_err_name(rc),
+                        s->first_rc[s->kill_at] == POST_DONE ? "0 (committed)" : txm_err_name(s->first_rc[s->kill_at]));
+            else
+                s->first_rc[s->kill_at] = rc;
+        }
         if (txm_depth(s->c) != 0)
             VIOLATION(s, "%s: txm_depth %d after the post", where, txm_depth(s->c));
         if (after > 1)
@@ -550,6 +556,9 @@ static void post(sweep *s, int acct, int64_t amount, const char *key)
             return;
         }
         if (rc == POST_DONE) {
+            if (attempt_no == 0 && s->kind == K_SESSION)
+                VIOLATION(s, "%s: the post committed although its session was killed: the kill missed its position",
+                          where);
             if (before != 0 || after != 1)
                 VIOLATION(s, "%s: txm_commit returned 0 but the entry count went %lld -> %lld", where,
                           (long long)before, (long long)after);
