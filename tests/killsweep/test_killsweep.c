@@ -39,7 +39,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "my_proxy.h"
 #include "pg_proxy.h"
 #include "txm.h"
 #include "txm_check.h"
@@ -89,8 +88,7 @@ typedef struct sweep {
     txm_conn *c;     /* the application's connection */
     int kill_at;     /* P_*, or P_NONE on a retry */
     int64_t victim;  /* the session id of c (taken before each attempt) */
-    pg_proxy *pgp;   /* "after COMMIT executed": the proxy that withholds COMMIT's answer */
-    my_proxy *myp;
+    pg_proxy *proxy; /* "after COMMIT executed": withholds COMMIT's answer (both protocols) */
     char proxy_url[2048];
     /* expected state: per account, the number of posts and the sum of their amounts */
     int64_t posts[2], sum[2];
@@ -419,12 +417,9 @@ static int post_attempt(sweep *s, int acct, int64_t amount, const char *key, att
     if (s->kill_at == P_DURING_COMMIT)
         return commit_killed_at_the_gate(s, t);
     if (s->kill_at == P_AFTER_COMMIT) {
-        if (s->pgp)
-            pg_proxy_arm(s->pgp);
-        else
-            my_proxy_arm(s->myp);
+        pg_proxy_arm(s->proxy);
         rc = txm_commit(t);
-        cr_assert(s->pgp ? pg_proxy_cut_done(s->pgp) : my_proxy_cut_done(s->myp), "the proxy did not see COMMIT's answer");
+        cr_assert(pg_proxy_cut_done(s->proxy), "the proxy did not see COMMIT's answer");
         kill_session(s, s->victim);
         return rc;
     }
@@ -702,11 +697,8 @@ static void sweep_init(sweep *s, engine eng, kill_kind kind, const char *url)
     s->admin = check_open(url, NULL);
     s->holder = check_open(url, NULL);
     s->c = check_open(url, NULL);
-    if (eng == ENG_PG)
-        s->pgp = pg_proxy_start(url, s->proxy_url, sizeof s->proxy_url);
-    else
-        s->myp = my_proxy_start(url, s->proxy_url, sizeof s->proxy_url);
-    cr_assert(s->pgp || s->myp, "cannot start the proxy");
+    s->proxy = pg_proxy_start(url, s->proxy_url, sizeof s->proxy_url);
+    cr_assert_not_null(s->proxy, "cannot start the proxy");
 }
 
 static void sweep_end(sweep *s)
@@ -714,9 +706,7 @@ static void sweep_end(sweep *s)
     txm_close(s->c);
     txm_close(s->holder);
     txm_close(s->admin);
-    if (s->pgp)
-        pg_proxy_stop(s->pgp);
-    my_proxy_stop(s->myp);
+    pg_proxy_stop(s->proxy);
     cr_assert_eq(s->violations, 0, "the kill sweep found %u violations (see stderr)", s->violations);
 }
 
