@@ -85,9 +85,9 @@ typedef struct sweep {
     const char *url;
     txm_conn *admin;  /* the killer and the auditor */
     txm_conn *holder; /* holds what makes a statement wait (a lock, a row) */
-    txm_conn *c;     /* the application's connection */
-    int kill_at;     /* P_*, or P_NONE on a retry */
-    int64_t victim;  /* the session id of c (taken before each attempt) */
+    txm_conn *c;      /* the application's connection */
+    int kill_at;      /* P_*, or P_NONE on a retry */
+    int64_t victim;   /* the session id of c (taken before each attempt) */
     pg_proxy *proxy; /* "after COMMIT executed": withholds COMMIT's answer (both protocols) */
     char proxy_url[2048];
     /* expected state: per account, the number of posts and the sum of their amounts */
@@ -510,7 +510,6 @@ static void post(sweep *s, int acct, int64_t amount, const char *key)
         attempt a;
         int rc;
         int64_t before, after;
-        bool definite_failure;
         memset(&a, 0, sizeof a);
         if (attempt_no > 0) {
             s->kill_at = P_NONE;
@@ -605,13 +604,11 @@ static void post(sweep *s, int acct, int64_t amount, const char *key)
             continue;
         }
         /* a definite failure: nothing of this attempt may have committed */
-        definite_failure = true;
         s->failed++;
         if (after != before)
             VIOLATION(s, "%s: txm reported %s (%s), but the post committed", where, txm_err_name(rc),
                       txm_error_last()->message);
-        if (definite_failure && (a.commit_runs != 0 || a.rollback_runs != 1 ||
-                                 a.nested_rollback_runs != (a.nested_registered ? 1 : 0)))
+        if (a.commit_runs != 0 || a.rollback_runs != 1 || a.nested_rollback_runs != (a.nested_registered ? 1 : 0))
             VIOLATION(s, "%s: failed with %s, but hooks ran: %d on-commit, %d on-rollback, %d/%d nested on-rollback",
                       where, txm_err_name(rc), a.commit_runs, a.rollback_runs, a.nested_rollback_runs,
                       a.nested_registered ? 1 : 0);
