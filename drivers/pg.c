@@ -182,6 +182,7 @@ typedef struct pg_fail {
     bool from_server; /* carries a SQLSTATE */
     bool fatal;       /* severity FATAL/PANIC: the server closes the connection */
     size_t op;
+    pg_role role;     /* which of the op's queries failed (Q_XID: the one before COMMIT) */
     int code;
     unsigned flags;
     char sqlstate[6];
@@ -197,6 +198,7 @@ static void fail_init(pg_fail *f)
 {
     f->set = f->from_server = f->fatal = false;
     f->op = 0;
+    f->role = Q_MAIN;
     f->code = TXM_ERROR;
     f->flags = 0;
     f->sqlstate[0] = f->message[0] = f->constraint_name[0] = f->table_name[0] = '\0';
@@ -1173,7 +1175,8 @@ static int sink_rows(pg_conn *pc, txm_sink *sink, const PGresult *res)
 }
 
 /* Fills *f from an error result (fields are copied: they die with PQclear). */
-static void fail_from_result(pg_conn *pc, pg_fail *f, size_t op, const txm_op *o, const PGresult *res)
+static void fail_from_result(pg_conn *pc, pg_fail *f, size_t op, pg_role role, const txm_op *o,
+                             const PGresult *res)
 {
     const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
@@ -1183,6 +1186,7 @@ static void fail_from_result(pg_conn *pc, pg_fail *f, size_t op, const txm_op *o
     fail_init(f);
     f->set = true;
     f->op = op;
+    f->role = role;
     f->from_server = st != NULL;
     f->fatal = sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0);
     f->code = m ? m->code : TXM_ERROR;
@@ -1215,7 +1219,8 @@ static void fail_from_result(pg_conn *pc, pg_fail *f, size_t op, const txm_op *o
             snprintf(prefix, sizeof prefix, "BEGIN failed: ");
             break;
         case TXM_OP_COMMIT:
-            snprintf(prefix, sizeof prefix, "COMMIT failed: ");
+            snprintf(prefix, sizeof prefix,
+                     role == Q_XID ? "the transaction-id query in front of COMMIT failed: " : "COMMIT failed: ");
             break;
         case TXM_OP_ROLLBACK:
             snprintf(prefix, sizeof prefix, "ROLLBACK failed: ");
@@ -1244,7 +1249,7 @@ static void handle(pg_conn *pc, txm_op *ops, const pg_query *q, const PGresult *
     switch (PQresultStatus(res)) {
     case PGRES_FATAL_ERROR:
         if (!f->set)
-            fail_from_result(pc, f, q->op, op, res);
+            fail_from_result(pc, f, q->op, q->role, op, res);
         return;
     case PGRES_PIPELINE_ABORTED:
         local_fail(f, q->op, TXM_ERROR, "statement skipped by the server after an earlier failure in its batch");
@@ -1314,6 +1319,26 @@ static void handle(pg_conn *pc, txm_op *ops, const pg_query *q, const PGresult *
     default:
         return;
     }
+}
+
+/* True only when the server's own answer proves that the COMMIT at ops[commit_op] was never
+ * executed, so the transaction died with the backend (a definite rollback):
+ *  - a FATAL answered a query queued before the COMMIT query (an earlier op, or the
+ *    transaction-id query in front of COMMIT). The server answers a flight's queries in order, so
+ *    a FATAL in place of an earlier query's result means it never got to COMMIT. This is the
+ *    backend terminated (pg_terminate_backend, idle_in_transaction_session_timeout) while idle in
+ *    the transaction: its FATAL waits on the socket and answers the flight's first query.
+ *  - the FATAL is one that only an idle backend raises (25P03 idle-in-transaction timeout,
+ *    57P05 idle-session timeout): nothing of this flight ran, whichever query it answered.
+ * A FATAL answering the COMMIT itself (57P01 during a deferred trigger, say), a client-side
+ * failure (no SQLSTATE) or a silent close proves nothing: the COMMIT may have happened. */
+static bool commit_not_run(const pg_fail *f, size_t commit_op)
+{
+    if (!f->from_server || !f->fatal)
+        return false;
+    if (strcmp(f->sqlstate, "25P03") == 0 || strcmp(f->sqlstate, "57P05") == 0)
+        return true;
+    return f->op < commit_op || (f->op == commit_op && f->role == Q_XID);
 }
 
 static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *out)
@@ -1428,11 +1453,11 @@ static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *ou
         f.flags |= TXM_ERRF_TX_LOST;
     if (lost && (f.fatal || !f.from_server || f.code == TXM_ECONNECTION || f.code == TXM_ECOMMIT_UNKNOWN)) {
         char why[TXM_ERR_MSG_MAX];
-        /* The COMMIT's fate is unknown if it was sent and the server did not tell us that it
-         * died before reaching it (a FATAL error for an earlier op). */
-        bool commit_sent = commit_op != SIZE_MAX && nq > 0 && pc->q[nq - 1].op >= commit_op;
-        bool commit_unknown =
-            commit_sent && (fop == commit_op || (fop < commit_op && !(f.from_server && f.fatal)));
+        /* The COMMIT's fate is unknown if it was sent and the server did not prove that it died
+         * before executing it (see commit_not_run). */
+        bool commit_sent = commit_op != SIZE_MAX && nq > 0 &&
+                           (pc->q[nq - 1].op > commit_op || (pc->q[nq - 1].op == commit_op && pc->q[nq - 1].role == Q_MAIN));
+        bool commit_unknown = commit_sent && !commit_not_run(&f, commit_op);
         if (f.message[0]) {
             memcpy(why, f.message, sizeof why);
         } else {
@@ -1511,7 +1536,7 @@ static int pg_resolve_outcome(txm_driver_conn *dc, txm_outcome *out)
             txm_op dummy;
             memset(&dummy, 0, sizeof dummy);
             dummy.kind = TXM_OP_STATEMENT;
-            fail_from_result(pc, &f, 0, &dummy, res);
+            fail_from_result(pc, &f, 0, Q_MAIN, &dummy, res);
             PQclear(res);
             snprintf(f.message + strlen(f.message), sizeof f.message - strlen(f.message), " (asking pg_xact_status)");
             rc = fail_report(&f);

@@ -23,6 +23,7 @@ struct pg_proxy {
     atomic_int armed;
     atomic_int cut;
     atomic_int stop;
+    int mysql; /* the MySQL protocol (a mysql:// or mariadb:// URL) */
 };
 
 int pg_url_host_port(const char *url, char *host, unsigned host_size, int *port)
@@ -46,7 +47,7 @@ int pg_url_host_port(const char *url, char *host, unsigned host_size, int *port)
         return -1;
     memcpy(host, a, n);
     host[n] = '\0';
-    *port = colon ? atoi(colon + 1) : 5432;
+    *port = colon ? atoi(colon + 1) : strncmp(url, "postgres", 8) == 0 ? 5432 : 3306;
     return 0;
 }
 
@@ -104,6 +105,7 @@ static int write_all(int fd, const char *b, size_t n)
 static void serve(pg_proxy *p, int cfd)
 {
     int sfd = connect_server(p);
+    int commit_sent = 0; /* MySQL: the armed COMMIT has gone to the server */
     char *buf = NULL; /* server -> client bytes not yet forwarded (incomplete message) */
     size_t len = 0, cap = 0;
     if (sfd < 0) {
@@ -122,12 +124,26 @@ static void serve(pg_proxy *p, int cfd)
             r = recv(cfd, tmp, sizeof tmp, 0);
             if (r <= 0 || write_all(sfd, tmp, (size_t)r) != 0)
                 break;
+            /* MySQL: a COM_QUERY (0x03, after the 4-byte packet header) that starts with COMMIT */
+            if (p->mysql && atomic_load(&p->armed) && r >= 11 && memcmp(tmp + 4, "\x03" "COMMIT", 7) == 0)
+                commit_sent = 1;
         }
         if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
             size_t off = 0;
             r = recv(sfd, tmp, sizeof tmp, 0);
             if (r <= 0)
                 break;
+            if (p->mysql) {
+                /* The server answered the armed COMMIT: it executed it. Drop the answer, cut. */
+                if (commit_sent) {
+                    atomic_store(&p->armed, 0);
+                    atomic_store(&p->cut, 1);
+                    break;
+                }
+                if (write_all(cfd, tmp, (size_t)r) != 0)
+                    break;
+                continue;
+            }
             if (len + (size_t)r > cap) {
                 cap = (len + (size_t)r) * 2;
                 buf = realloc(buf, cap);
@@ -209,7 +225,8 @@ pg_proxy *pg_proxy_start(const char *url, char *url_out, unsigned url_size)
         return NULL;
     }
     snprintf(hp, sizeof hp, "127.0.0.1:%d", ntohs(sa.sin_port));
-    pg_url_rewrite(url, hp, "sslmode=disable&gssencmode=disable", url_out, url_size);
+    p->mysql = strncmp(url, "mysql:", 6) == 0 || strncmp(url, "mariadb:", 8) == 0;
+    pg_url_rewrite(url, hp, p->mysql ? "" : "sslmode=disable&gssencmode=disable", url_out, url_size);
     if (pthread_create(&p->thread, NULL, run, p) != 0) {
         close(p->listen_fd);
         free(p);
@@ -218,7 +235,11 @@ pg_proxy *pg_proxy_start(const char *url, char *url_out, unsigned url_size)
     return p;
 }
 
-void pg_proxy_arm(pg_proxy *p) { atomic_store(&p->armed, 1); }
+void pg_proxy_arm(pg_proxy *p)
+{
+    atomic_store(&p->cut, 0);
+    atomic_store(&p->armed, 1);
+}
 int pg_proxy_cut_done(pg_proxy *p) { return atomic_load(&p->cut); }
 
 void pg_proxy_stop(pg_proxy *p)

@@ -1253,6 +1253,99 @@ Test(pg, terminated_backend_inside_transaction_is_connection_error_then_reconnec
     cr_assert_eq(atomic_load(&payload_frees), 2);
 }
 
+/* Defect 5 of issue 7: the backend dies while the transaction is idle; the FATAL that the dead
+ * backend left on the socket answers the transaction-id query that precedes COMMIT in its flight,
+ * so COMMIT never ran: a definite rollback (TXM_ECONNECTION, on-rollback hooks), not an unknown. */
+static void assert_idle_loss_is_rollback(txm_conn *c, txm_tx *t, const char *table)
+{
+    char sql[128];
+    txm_outcome out = TXM_OUTCOME_COMMITTED;
+    const txm_error *e;
+    RC(TXM_ECONNECTION, txm_commit(t));
+    e = txm_error_last();
+    cr_assert(e->flags & TXM_ERRF_TX_LOST);
+    assert_no_secret(e->message, "txm-secret");
+    cr_assert_eq(atomic_load(&commit_hooks), 0, "no on-commit hook for a transaction that did not commit");
+    cr_assert_eq(atomic_load(&rollback_hooks), 1, "a definite rollback runs the on-rollback hooks");
+    cr_assert_eq(atomic_load(&payload_frees), 2);
+    cr_assert_eq(txm_depth(c), 0);
+    RC(TXM_EMISUSE, txm_resolve_outcome(c, &out)); /* the outcome is known: nothing to resolve */
+    OK(txm_reconnect(c));
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+    cr_assert_eq(q1(c, sql), 0, "the row is absent");
+}
+
+Test(pg, terminated_while_idle_in_transaction_then_commit_is_a_definite_rollback)
+{
+    txm_conn *c;
+    txm_tx *t;
+    NEED_PG();
+    c = open_pg();
+    x(c, "DROP TABLE IF EXISTS pgt_idle_kill");
+    x(c, "CREATE TABLE pgt_idle_kill(id int)");
+    hooks_reset();
+    OK(txm_begin(&t, c, NULL));
+    x(c, "INSERT INTO pgt_idle_kill VALUES (1)");
+    add_hooks(c);
+    terminate(backend_pid(c));
+    assert_idle_loss_is_rollback(c, t, "pgt_idle_kill");
+    x(c, "DROP TABLE pgt_idle_kill");
+    txm_close(c);
+}
+
+/* idle_in_transaction_session_timeout ends the backend; with `url_suffix` "" the FATAL answers the
+ * transaction-id query, with outcome tracking off it answers COMMIT itself (25P03 still proves the
+ * backend was idle, so COMMIT never ran). */
+static void idle_timeout_then_commit(const char *url_suffix, const char *table)
+{
+    char url[2048];
+    txm_conn *c;
+    txm_tx *t;
+    txm_conn *w;
+    int64_t pid;
+    snprintf(url, sizeof url, "%s%s%s", pg_url(), url_suffix[0] && strchr(pg_url(), '?') ? "&" : url_suffix[0] ? "?" : "",
+             url_suffix);
+    c = open_url(url, NULL);
+    char sql[128];
+    snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s", table);
+    x(c, sql);
+    snprintf(sql, sizeof sql, "CREATE TABLE %s(id int)", table);
+    x(c, sql);
+    x(c, "SET idle_in_transaction_session_timeout = 50");
+    pid = backend_pid(c);
+    hooks_reset();
+    OK(txm_begin(&t, c, NULL));
+    snprintf(sql, sizeof sql, "INSERT INTO %s VALUES (1)", table);
+    x(c, sql);
+    add_hooks(c);
+    /* wait until the timeout has ended the backend (gone from pg_stat_activity) */
+    w = open_pg();
+    {
+        int i;
+        for (i = 0; i < 2000 && q1p(w, "SELECT count(*) FROM pg_stat_activity WHERE pid = ?", pid) > 0; i++)
+            sleep_ms(10);
+        cr_assert_eq(q1p(w, "SELECT count(*) FROM pg_stat_activity WHERE pid = ?", pid), 0,
+                     "idle_in_transaction_session_timeout did not end the backend");
+    }
+    txm_close(w);
+    assert_idle_loss_is_rollback(c, t, table);
+    snprintf(sql, sizeof sql, "DROP TABLE %s", table);
+    x(c, sql);
+    txm_close(c);
+}
+
+Test(pg, idle_in_transaction_timeout_then_commit_is_a_definite_rollback)
+{
+    NEED_PG();
+    idle_timeout_then_commit("", "pgt_idle_timeout");
+}
+
+Test(pg, idle_in_transaction_timeout_then_commit_without_outcome_tracking_is_a_definite_rollback)
+{
+    NEED_PG();
+    idle_timeout_then_commit("txm_resolve_outcome=off", "pgt_idle_timeout_off");
+}
+
 typedef struct killer {
     int64_t pid;
 } killer;
