@@ -270,6 +270,7 @@ static int inner_url(const txm_url *u, size_t nfault, txm_url **out)
     size_t n = strlen(src), o = 0, removed = 0;
     char *buf = txm__malloc(n + 1);
     const char *p = src;
+    bool query_open = false;
     int rc;
 
     if (!buf)
@@ -278,18 +279,19 @@ static int inner_url(const txm_url *u, size_t nfault, txm_url **out)
         const char *end;
         if ((*p == '?' || *p == '&') && starts_with_key(p + 1, &end)) {
             removed++;
-            if (*p == '?' && *end == '&') {
-                buf[o++] = '?';
-                p = end + 1;
-            } else {
-                p = end;
-            }
+            if (*p == '?')
+                query_open = true; /* the next kept '&' starts the query */
+            p = end;
+            continue;
+        }
+        if (*p == '&' && query_open) {
+            buf[o++] = '?';
+            p++;
+            query_open = false;
             continue;
         }
         buf[o++] = *p++;
     }
-    if (o > 0 && buf[o - 1] == '?')
-        o--;
     buf[o] = '\0';
     rc = txm__url_parse(out, buf);
     txm__free(buf);

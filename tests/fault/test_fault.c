@@ -355,7 +355,8 @@ Test(fault, disconnect_then_reconnect)
     OK(ins(c, 1));
     RC(TXM_ECONNECTION, ins(c, 2));
     cr_assert(txm_error_last()->flags & TXM_ERRF_TX_LOST);
-    RC(TXM_ECONNECTION, ins(c, 3));
+    RC(TXM_ETX_ABORTED, ins(c, 3));
+    cr_assert_eq(txm_error_last()->cause ? txm_error_last()->cause->code : 0, TXM_ECONNECTION);
     RC(TXM_EMISUSE, txm_reconnect(c)); /* a level is still open */
     OK(txm_rollback(t));
     cr_assert_eq(k.rollback_runs, 1);
@@ -458,11 +459,13 @@ static int scenario(txm_conn *c, int *first_fail)
     return *first_fail;
 }
 
-static void nomem_at(const char *at)
+/* `want` lists the ids the first transaction leaves committed (0-terminated): a fault in a
+ * nested level loses that level's rows only. */
+static void nomem_at(const char *at, const int *want)
 {
     char spec[64];
     txm_conn *c;
-    int first = 0;
+    int first = 0, nwant = 0;
     int64_t rows;
     snprintf(spec, sizeof spec, "fault=nomem&fault_at=%s", at);
     c = fopen_spec(spec);
@@ -471,10 +474,9 @@ static void nomem_at(const char *at)
     cr_assert_eq(first, TXM_ENOMEM, "%s: first failure %s (%s)", spec, txm_err_name(first), txm_error_last()->message);
     cr_assert_eq(txm_depth(c), 0, "%s: levels left open", spec);
     rows = count_rows();
-    /* All or nothing: the committed transaction holds ids 1, 3, 4 or nothing; id 5 never. */
-    cr_assert(rows == 0 || (rows == 3 && count_id(1) && count_id(3) && count_id(4)),
-              "%s: %lld rows: a partial transaction was committed", spec, (long long)rows);
-    cr_assert_eq(count_id(5), 0, "%s: a rolled-back row was committed", spec);
+    for (; want[nwant]; nwant++)
+        cr_assert_eq(count_id(want[nwant]), 1, "%s: id %d missing", spec, want[nwant]);
+    cr_assert_eq(rows, nwant, "%s: %lld rows committed, expected %d", spec, (long long)rows, nwant);
     /* The connection is in a defined state: a new transaction works and commits alone. */
     {
         txm_tx *t;
@@ -487,14 +489,15 @@ static void nomem_at(const char *at)
     txm_close(c);
 }
 
-Test(fault, nomem_at_begin) { nomem_at("begin"); }
-Test(fault, nomem_at_statement_1) { nomem_at("1"); }
-Test(fault, nomem_at_statement_3) { nomem_at("3"); }
-Test(fault, nomem_at_savepoint) { nomem_at("savepoint"); }
-Test(fault, nomem_at_rollback_to_op) { nomem_at("rollback_to"); }
-Test(fault, nomem_at_release_op) { nomem_at("release"); }
-Test(fault, nomem_at_commit) { nomem_at("commit"); }
-Test(fault, nomem_at_rollback) { nomem_at("rollback"); }
+static const int none[] = {0}, all3[] = {1, 3, 4, 0};
+Test(fault, nomem_at_begin) { nomem_at("begin", none); }
+Test(fault, nomem_at_statement_1) { nomem_at("1", none); }
+Test(fault, nomem_at_statement_3) { nomem_at("3", (const int[]){1, 4, 0}); } /* in the 2nd nested level */
+Test(fault, nomem_at_savepoint) { nomem_at("savepoint", all3); }            /* the 1st nested level fails */
+Test(fault, nomem_at_rollback_to_op) { nomem_at("rollback_to", none); }
+Test(fault, nomem_at_release_op) { nomem_at("release", none); }
+Test(fault, nomem_at_commit) { nomem_at("commit", none); }
+/* ROLLBACK: failed_rollback_never_commits_the_work_later (the connection must be reconnected). */
 
 /* ---- the driver itself ---------------------------------------------------------------------- */
 
@@ -592,5 +595,50 @@ Test(fault, bad_specs_are_refused)
     RC(TXM_EINVALID, txm_fault_set(NULL, NULL));
     cr_assert_eq(txm_fault_count(NULL), 0ul);
     cr_assert_eq(txm_fault_count(plain), 0ul);
+    txm_close(c);
+}
+
+/* A ROLLBACK that never reached the server (here: out of memory before it was sent) leaves the
+ * server transaction open. The work of that transaction must never be committed later: before the
+ * fix the next txm_begin's BEGIN ran inside it (PostgreSQL: a warning; MySQL/MariaDB: an implicit
+ * COMMIT of the "rolled back" rows; SQLite: "cannot start a transaction within a transaction").
+ * Now the connection is marked unusable until txm_reconnect (which ends the session) or close. */
+Test(fault, failed_rollback_never_commits_the_work_later)
+{
+    txm_conn *c = fopen_spec("fault=nomem&fault_at=rollback");
+    txm_tx *t;
+    counters k = {0};
+    int rc;
+    OK(txm_begin(&t, c, NULL));
+    hooks(c, &k);
+    OK(ins(c, 5));
+    (void)txm_rollback(t);
+    cr_assert_eq(txm_fault_count(c), 1ul);
+    cr_assert_eq(k.rollback_runs, 1);
+    cr_assert_eq(txm_depth(c), 0);
+    /* Whatever the application does next, row 5 is never committed. */
+    rc = txm_begin(&t, c, NULL);
+    if (rc == 0) {
+        rc = ins(c, 100);
+        if (rc == 0)
+            rc = txm_commit(t);
+        else
+            (void)txm_rollback(t);
+    }
+    cr_assert_neq(rc, 0, "a new transaction ran on a connection whose ROLLBACK failed");
+    cr_assert_eq(rc, TXM_ECONNECTION, "%s (%s)", txm_err_name(rc), txm_error_last()->message);
+    rc = txm_reconnect(c);
+    if (rc == TXM_ENOTSUPPORTED) { /* SQLite: closing ends the transaction */
+        txm_close(c);
+        c = fopen_spec(NULL);
+    } else {
+        OK(rc);
+    }
+    cr_assert_eq(count_id(5), 0, "the rolled-back row was committed");
+    OK(txm_begin(&t, c, NULL));
+    OK(ins(c, 100));
+    OK(txm_commit(t));
+    cr_assert_eq(count_rows(), 1);
+    cr_assert_eq(count_id(5), 0, "the rolled-back row was committed");
     txm_close(c);
 }
