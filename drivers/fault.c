@@ -97,9 +97,14 @@ static fault_conn *fc_of(txm_driver_conn *dc)
     return (fault_conn *)(void *)((char *)dc + ALIGN16(dc->driver->conn_size));
 }
 
+/* Compares addresses only (constant): no lock needed. */
 static bool is_wrapper(const txm_driver *d)
 {
-    return d >= &wrappers[0].drv && d < &wrappers[FAULT_MAX_WRAPPERS].drv;
+    size_t i;
+    for (i = 0; i < FAULT_MAX_WRAPPERS; i++)
+        if (d == &wrappers[i].drv)
+            return true;
+    return false;
 }
 
 /* ---- the spec: URL parameters or txm_fault_set's string ------------------------------------ */

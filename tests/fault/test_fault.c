@@ -642,3 +642,71 @@ Test(fault, failed_rollback_never_commits_the_work_later)
     cr_assert_eq(count_id(5), 0, "the rolled-back row was committed");
     txm_close(c);
 }
+
+/* ---- adversarial ---------------------------------------------------------------------------- */
+
+#include "internal.h" /* txm__alloc_fail_after */
+#include <pthread.h>
+
+/* Every allocation of open + a faulted transaction + reconnect + close fails in turn: no crash, no
+ * leak (LeakSanitizer in the sanitizer tree), TXM_ENOMEM where it surfaces. */
+Test(fault, allocation_sweep_over_a_fault_connection)
+{
+    char url[2300];
+    unsigned long n, used = 0;
+    snprintf(url, sizeof url, "fault+%s%sfault=disconnect&fault_at=2", inner, strchr(inner, '?') ? "&" : "?");
+    for (n = 1; n < 2000; n++) {
+        txm_conn *c = NULL;
+        txm_tx *t = NULL;
+        unsigned long before = txm__alloc_count();
+        int rc;
+        txm__alloc_fail_after(n, false);
+        rc = txm_open(&c, url, NULL);
+        if (rc == 0) {
+            if (txm_begin(&t, c, NULL) == 0) {
+                (void)ins(c, 1);
+                (void)ins(c, 2);
+                (void)txm_rollback(t);
+            }
+            (void)txm_reconnect(c);
+            txm_close(c);
+        } else {
+            cr_assert_null(c);
+            cr_assert(rc == TXM_ENOMEM || rc == TXM_ECONNECTION, "open with allocation %lu failing: %s: %s", n,
+                      txm_err_name(rc), txm_error_last()->message);
+        }
+        used = txm__alloc_count() - before;
+        txm__alloc_fail_after(0, false);
+        if (used < n)
+            break; /* the failure point lay beyond everything the run allocated: swept */
+    }
+    cr_assert_lt(n, 2000ul, "the sweep did not finish");
+    fprintf(stderr, "[%s] allocation sweep: %lu failure points, %lu allocations per run\n", engine, n - 1, used);
+    cr_assert_eq(count_id(1), 0);
+}
+
+static void *open_close(void *arg)
+{
+    txm_conn *c = NULL;
+    int rc = txm_open(&c, "fault+sqlite::memory:", NULL);
+    *(int *)arg = rc == 0 && strcmp(txm_driver_name(c), "sqlite") == 0 ? 0 : 1;
+    txm_close(c);
+    return NULL;
+}
+
+/* The first txm_open of a fault+ scheme from many threads at once builds one wrapper. */
+Test(fault, concurrent_first_open)
+{
+    pthread_t th[8];
+    int res[8], i;
+    if (!is("sqlite")) {
+        fprintf(stderr, "[SKIP] concurrent_first_open: server-free, runs in the sqlite instance\n");
+        cr_skip_test("server-free test: runs in the sqlite instance");
+    }
+    for (i = 0; i < 8; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, open_close, &res[i]), 0);
+    for (i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_eq(res[i], 0, "thread %d could not open a fault connection", i);
+    }
+}
