@@ -251,6 +251,64 @@ Test(fault, lock_timeout_in_nested_poisons_that_level_only)
 }
 Test(fault, nomem_in_nested_poisons_that_level_only) { nested_statement_fault("fault=nomem&fault_at=2", TXM_ENOMEM); }
 
+/* Three levels, a statement-level fault at level k's statement: levels below k are intact, level k
+ * refuses work until it is rolled back, and the parent continues. */
+static void poison_level(int k)
+{
+    char spec[64];
+    txm_conn *c;
+    txm_tx *lv[3];
+    int i, want = 0;
+    snprintf(spec, sizeof spec, "fault=lock_timeout&fault_at=%d", k);
+    c = fopen_spec(spec);
+    for (i = 1; i <= k; i++) {
+        OK(txm_begin(&lv[i - 1], c, NULL));
+        if (i < k)
+            OK(ins(c, i));
+    }
+    RC(TXM_ELOCK_TIMEOUT, ins(c, k));
+    RC(TXM_ETX_ABORTED, ins(c, 50));
+    OK(txm_rollback(lv[k - 1]));
+    if (k > 1) {
+        OK(ins(c, 100)); /* the parent level continues */
+        for (i = k - 1; i >= 1; i--)
+            OK(txm_commit(lv[i - 1]));
+        want = k; /* ids 1..k-1 and 100 */
+        cr_assert_eq(count_id(100), 1);
+    }
+    cr_assert_eq(count_rows(), want, "fault at level %d: %lld rows, expected %d", k, (long long)count_rows(), want);
+    cr_assert_eq(count_id(k), 0);
+    cr_assert_eq(txm_depth(c), 0);
+    txm_close(c);
+}
+
+Test(fault, poison_level_1) { poison_level(1); }
+Test(fault, poison_level_2) { poison_level(2); }
+Test(fault, poison_level_3) { poison_level(3); }
+
+/* A fault in a joined level dooms the nearest level that owns a savepoint, not its parent. */
+Test(fault, fault_in_join_level_dooms_its_savepoint_owner)
+{
+    txm_conn *c = fopen_spec("fault=lock_timeout&fault_at=3");
+    txm_tx *outer, *n1, *j;
+    txm_tx_options jo = TXM_TX_OPTIONS_INIT;
+    jo.flags = TXM_TX_JOIN;
+    OK(txm_begin(&outer, c, NULL));
+    OK(ins(c, 1));
+    OK(txm_begin(&n1, c, NULL));
+    OK(ins(c, 2));
+    OK(txm_begin(&j, c, &jo));
+    RC(TXM_ELOCK_TIMEOUT, ins(c, 3));
+    OK(txm_rollback(j));
+    RC(TXM_ETX_ABORTED, ins(c, 4)); /* n1 is doomed */
+    OK(txm_rollback(n1));
+    OK(ins(c, 5)); /* the outer level is intact */
+    OK(txm_commit(outer));
+    cr_assert_eq(count_rows(), 2);
+    cr_assert_eq(count_id(1) + count_id(5), 2);
+    txm_close(c);
+}
+
 /* A deadlock anywhere poisons every level: the server rolled the whole transaction back. */
 static void nested_tx_killer(const char *spec, int code)
 {
