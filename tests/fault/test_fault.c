@@ -217,17 +217,24 @@ Test(fault, lock_timeout_retried_only_when_asked)
 
 /* ---- poisoning ------------------------------------------------------------------------------ */
 
+/* A fault connection with an outer level (hooks ko, row 1) and a nested level (hooks ki) open. */
+static txm_conn *two_levels(const char *spec, txm_tx **outer, txm_tx **nested, counters *ko, counters *ki)
+{
+    txm_conn *c = fopen_spec(spec);
+    OK(txm_begin(outer, c, NULL));
+    hooks(c, ko);
+    OK(ins(c, 1));
+    OK(txm_begin(nested, c, NULL));
+    hooks(c, ki);
+    return c;
+}
+
 /* A statement-level fault in a nested level poisons that level only. */
 static void nested_statement_fault(const char *spec, int code)
 {
-    txm_conn *c = fopen_spec(spec);
     txm_tx *outer, *inner_tx;
     counters ko = {0}, ki = {0};
-    OK(txm_begin(&outer, c, NULL));
-    hooks(c, &ko);
-    OK(ins(c, 1));
-    OK(txm_begin(&inner_tx, c, NULL));
-    hooks(c, &ki);
+    txm_conn *c = two_levels(spec, &outer, &inner_tx, &ko, &ki);
     RC(code, ins(c, 2));
     cr_assert((txm_error_last()->flags & TXM_ERRF_TX_LOST) == 0, "a statement-level fault set TX_LOST");
     RC(TXM_ETX_ABORTED, ins(c, 3));
@@ -312,14 +319,9 @@ Test(fault, fault_in_join_level_dooms_its_savepoint_owner)
 /* A deadlock anywhere poisons every level: the server rolled the whole transaction back. */
 static void nested_tx_killer(const char *spec, int code)
 {
-    txm_conn *c = fopen_spec(spec);
     txm_tx *outer, *inner_tx;
     counters ko = {0}, ki = {0};
-    OK(txm_begin(&outer, c, NULL));
-    hooks(c, &ko);
-    OK(ins(c, 1));
-    OK(txm_begin(&inner_tx, c, NULL));
-    hooks(c, &ki);
+    txm_conn *c = two_levels(spec, &outer, &inner_tx, &ko, &ki);
     RC(code, ins(c, 2));
     cr_assert(txm_error_last()->flags & TXM_ERRF_TX_LOST, "no TX_LOST");
     OK(txm_rollback(inner_tx));
@@ -376,14 +378,9 @@ Test(fault, nomem_at_release) { release_fault("fault=nomem&fault_at=release", TX
 /* A nested level that cannot be rolled back to its savepoint dooms the whole transaction. */
 static void rollback_to_fault(const char *spec, int code)
 {
-    txm_conn *c = fopen_spec(spec);
     txm_tx *outer, *inner_tx;
     counters ko = {0}, ki = {0};
-    OK(txm_begin(&outer, c, NULL));
-    hooks(c, &ko);
-    OK(ins(c, 1));
-    OK(txm_begin(&inner_tx, c, NULL));
-    hooks(c, &ki);
+    txm_conn *c = two_levels(spec, &outer, &inner_tx, &ko, &ki);
     OK(ins(c, 2));
     RC(code, txm_rollback(inner_tx));
     cr_assert(txm_error_last()->flags & TXM_ERRF_TX_LOST, "a failed ROLLBACK TO must doom the transaction");
