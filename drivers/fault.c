@@ -438,10 +438,11 @@ static bool inner_in_tx(fault_conn *fc, txm_driver_conn *dc)
 
 /* ---- the inner connection ------------------------------------------------------------------- */
 
+/* Zeroes the inner connection struct as the core would for a new one. dc->driver (the inner
+ * driver since open) is left alone: cancel() on another thread reads it to find our state. */
 static void inner_reset(fault_conn *fc, txm_driver_conn *dc)
 {
-    memset(dc, 0, fc->inner->conn_size);
-    dc->driver = fc->inner;
+    memset((char *)dc + sizeof *dc, 0, fc->inner->conn_size - sizeof *dc);
 }
 
 static int inner_open(fault_conn *fc, txm_driver_conn *dc)

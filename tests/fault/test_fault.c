@@ -702,6 +702,7 @@ Test(fault, failed_rollback_never_commits_the_work_later)
 
 #include "internal.h" /* txm__alloc_fail_after */
 #include <pthread.h>
+#include <stdatomic.h>
 
 /* Every allocation of open + a faulted transaction + reconnect + close fails in turn: no crash, no
  * leak (LeakSanitizer in the sanitizer tree), TXM_ENOMEM where it surfaces. */
@@ -768,16 +769,16 @@ Test(fault, concurrent_first_open)
 
 typedef struct canceller {
     txm_conn *c;
-    volatile int stop;
-    unsigned long calls;
+    atomic_int stop;
+    atomic_ulong calls;
 } canceller;
 
 static void *cancel_loop(void *arg)
 {
     canceller *k = arg;
-    while (!k->stop) {
+    while (!atomic_load(&k->stop)) {
         (void)txm_cancel(k->c);
-        k->calls++;
+        atomic_fetch_add(&k->calls, 1);
         usleep(200);
     }
     return NULL;
@@ -788,7 +789,7 @@ static void *cancel_loop(void *arg)
 Test(fault, cancel_races_injected_loss)
 {
     txm_conn *c = fopen_spec("fault=disconnect&fault_at=2&fault_times=always");
-    canceller k = {c, 0, 0};
+    canceller k;
     pthread_t th;
     int i, losses = 0;
     if (!(txm_capabilities(c) & TXM_CAP_CANCEL)) {
@@ -796,6 +797,9 @@ Test(fault, cancel_races_injected_loss)
         txm_close(c);
         cr_skip_test("the driver cannot cancel");
     }
+    k.c = c;
+    atomic_init(&k.stop, 0);
+    atomic_init(&k.calls, 0);
     cr_assert_eq(pthread_create(&th, NULL, cancel_loop, &k), 0);
     for (i = 0; i < 40; i++) {
         txm_tx *t;
@@ -806,9 +810,10 @@ Test(fault, cancel_races_injected_loss)
         }
         (void)txm_reconnect(c);
     }
-    k.stop = 1;
+    atomic_store(&k.stop, 1);
     pthread_join(th, NULL);
-    fprintf(stderr, "[%s] cancel race: %d injected losses, %lu txm_cancel calls\n", engine, losses, k.calls);
+    fprintf(stderr, "[%s] cancel race: %d injected losses, %lu txm_cancel calls\n", engine, losses,
+            atomic_load(&k.calls));
     cr_assert_gt(txm_fault_count(c), 0ul);
     cr_assert_eq(count_rows(), 0, "rolled-back rows were committed");
     txm_close(c);
