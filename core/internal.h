@@ -82,6 +82,9 @@ TXM_INTERNAL const char *txm__sql_tx_control(const char *sql, unsigned dialect);
 
 /* ---- registry.c ---- */
 TXM_INTERNAL void txm__registry_init_builtin(void); /* idempotent, thread-safe */
+/* drivers/fault.c: the fault-injecting wrapper of `inner` (built once, lives until exit), or NULL
+ * (inner NULL or itself a wrapper). Thread-safe. */
+TXM_INTERNAL const txm_driver *txm__fault_driver_for(const txm_driver *inner);
 
 /* ---- rows.c ---- */
 struct txm_sink;

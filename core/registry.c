@@ -107,5 +107,9 @@ const txm_driver *txm_driver_find(const char *scheme)
         }
     }
     pthread_mutex_unlock(&reg_lock);
+    /* "fault+X": the fault-injecting wrapper of X's driver (drivers/fault.c), unless a driver was
+     * registered for that exact scheme. */
+    if (!found && strncasecmp(scheme, "fault+", 6) == 0)
+        found = txm__fault_driver_for(txm_driver_find(scheme + 6));
     return found;
 }

@@ -206,8 +206,16 @@ static void rollback_server(txm_conn *c)
     }
     txm__err_copy(&saved, txm_error_last());
     op = ctl_op(TXM_OP_ROLLBACK, 0, NULL);
-    if (drive(c, &op, 1, &done) != 0)
-        txm__log(c, TXM_LOG_WARN, "ROLLBACK failed: %s", txm_error_last()->message);
+    if (drive(c, &op, 1, &done) != 0) {
+        /* Unless the server says it is outside a transaction, the rolled-back work may still be
+         * open there, and the next BEGIN would run inside it (MySQL: commit it). Only a new
+         * session is safe: the connection refuses work until txm_reconnect or txm_close. */
+        bool idle = server_status(c) == TXM_TXS_IDLE;
+        txm__log(c, TXM_LOG_WARN, "ROLLBACK failed: %s%s", txm_error_last()->message,
+                 idle ? "" : "; the connection is unusable until txm_reconnect");
+        if (!idle)
+            c->broken = true;
+    }
     c->server_in_tx = false;
     txm__err_copy(txm__err_tls(), &saved.pub);
 }

@@ -291,6 +291,9 @@ TXM_EXTERN int txm_commit(txm_tx *tx);
 
 /* Ends the level, undoing its work: discards its on-commit hooks (and those of levels released
  * into it) and runs its on-rollback hooks. A join level dooms its nearest savepoint owner.
+ * If the outermost ROLLBACK fails and the server does not report that no transaction is open, the
+ * connection is marked lost (TXM_ECONNECTION until txm_reconnect; txm_close is always safe), so
+ * the next BEGIN can never run inside, or commit, the rolled-back work.
  * The handle is invalid after any return other than TXM_EMISUSE. */
 TXM_EXTERN int txm_rollback(txm_tx *tx);
 

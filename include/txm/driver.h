@@ -151,7 +151,9 @@ struct txm_driver {
  * TXM_DRIVER_VERSION, or a required method is missing. Built-in drivers are registered at first
  * use of txm_open. */
 TXM_EXTERN int txm_driver_register(const txm_driver *d);
-/* The driver registered for `scheme`, or NULL. Thread-safe. */
+/* The driver registered for `scheme`, or NULL. Thread-safe. For "fault+X" with no driver
+ * registered under that exact name: the fault-injecting wrapper of X's driver (include/txm/fault.h,
+ * docs/fault-driver.md), built on first use and valid until exit. */
 TXM_EXTERN const txm_driver *txm_driver_find(const char *scheme);
 
 /* Reports a driver error into the calling thread's last-error record and returns `code`.

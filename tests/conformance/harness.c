@@ -24,7 +24,10 @@ static void copy_str(char *dst, size_t size, const char *src)
 
 static void driver_from_url(const char *url)
 {
-    size_t n = strcspn(url, ":");
+    size_t n;
+    if (strncmp(url, "fault+", 6) == 0)
+        url += 6; /* the fault driver reports its inner driver's name */
+    n = strcspn(url, ":");
     char scheme[32];
     if (n >= sizeof scheme)
         n = sizeof scheme - 1;
@@ -95,6 +98,14 @@ static void resolve_url(void)
             cr_skip_test("TXM_TEST_DRIVER=%s but %s is not set", d, var);
         }
         copy_str(conf.url, sizeof conf.url, url);
+    }
+    /* TXM_TEST_URL_PREFIX=fault+ runs the suite through the fault driver (no fault configured). */
+    const char *prefix = getenv("TXM_TEST_URL_PREFIX");
+    if (prefix && *prefix) {
+        char tmp[sizeof conf.url];
+        int n = snprintf(tmp, sizeof tmp, "%s%s", prefix, conf.url);
+        cr_assert(n > 0 && (size_t)n < sizeof tmp, "URL too long with TXM_TEST_URL_PREFIX");
+        copy_str(conf.url, sizeof conf.url, tmp);
     }
     driver_from_url(conf.url);
 }

@@ -4,6 +4,8 @@
  * The driver is chosen at run time: TXM_TEST_URL if set; otherwise TXM_TEST_DRIVER
  * (sqlite|postgresql|mysql) picks sqlite::memory:, $TXM_TEST_PG_URL or $TXM_TEST_MYSQL_URL.
  * A server driver whose URL variable is missing makes every test skip with a printed reason.
+ * TXM_TEST_URL_PREFIX (e.g. "fault+") is put in front of the URL chosen by TXM_TEST_DRIVER: the
+ * suite then runs through the fault driver with no fault configured (docs/fault-driver.md).
  *
  * Criterion runs each test in its own process: .init opens a fresh connection (conf.c) and
  * recreates the tables with DDL that works on SQLite, PostgreSQL 15 and MariaDB 10.11; .fini
