@@ -398,6 +398,9 @@ static int is_word(unsigned char ch)
            ch == '$' || ch >= 0x80;
 }
 
+/* Whether a byte next to an interpolated literal would fuse with it into one token. */
+static int sticks(unsigned char ch) { return is_word(ch) || ch == '\'' || ch == '"' || ch == '`' || ch == '.'; }
+
 static int word_is(const char *w, size_t n, const char *kw)
 {
     size_t i;
@@ -423,7 +426,7 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
     const char *s = op->sql ? op->sql : "";
     size_t n = op->sql_len ? op->sql_len : strlen(s);
     int bs = !(c->db->server_status & SERVER_STATUS_NO_BACKSLASH_ESCAPES);
-    size_t i = 0, pi = 0, semi = (size_t)-1;
+    size_t i = 0, pi = 0, semi = (size_t)-1, exec_at = 0, exec_close = 0, ambiguous = (size_t)-1;
     int first_kw = 0, routine = 0, after = 0, content = 0, in_exec = 0, rc;
 
     while (i < n) {
@@ -462,8 +465,13 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
             /* Executable comments (slash-star-bang, slash-star-M-bang) are code to the server: their
              * content is scanned like the rest, as the core's placeholder counter does. */
             size_t ex = (i + 2 < n && s[i + 2] == '!') ? 3 : (i + 3 < n && s[i + 2] == 'M' && s[i + 3] == '!') ? 4 : 0;
-            if (ex) {
+            if (ex && !in_exec) {
                 in_exec = 1;
+                exec_at = i;
+                /* where a server that skips this comment ends it: the first star-slash */
+                for (exec_close = i + ex; exec_close + 1 < n && !(s[exec_close] == '*' && s[exec_close + 1] == '/');
+                     exec_close++)
+                    ;
                 j = i + ex;
                 if (semi != (size_t)-1)
                     after = 1;
@@ -476,16 +484,33 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
                 j += 2;
             }
         } else if (in_exec && ch == '*' && i + 1 < n && s[i + 1] == '/') {
+            if (i != exec_close && ambiguous == (size_t)-1)
+                ambiguous = exec_at;
             in_exec = 0;
             j = i + 2;
         } else if (ch == '?') {
+            /* See core/sql.c: inside an executable comment a value would be a literal only to a
+             * server that runs the comment; to one that skips it, a star-slash in the value ends
+             * the comment and the rest of the value is SQL. */
+            if (in_exec)
+                return txm_driver_error(TXM_EINVALID, NULL,
+                                        "placeholder at byte offset %zu is inside the MySQL executable comment "
+                                        "starting at byte offset %zu: refused (a server that skips the comment "
+                                        "would not read the value as a literal)",
+                                        i, exec_at);
             if (pi >= op->nparams)
                 return txm_driver_error(TXM_EINVALID, NULL, "statement has more placeholders than the %zu parameters",
                                         op->nparams);
             if (semi != (size_t)-1)
                 after = 1;
             content = 1;
+            /* Keep the literal a token of its own: "a?" with 5 would be the identifier a5, "'x'?"
+             * with 'y' the single string x'y, "?AND" with 5 the identifier 5AND. */
+            if (c->len && sticks((unsigned char)c->buf[c->len - 1]) && (rc = put(c, " ", 1)))
+                return rc;
             if ((rc = put_param(c, &op->params[pi], pi)))
+                return rc;
+            if (i + 1 < n && sticks((unsigned char)s[i + 1]) && (rc = put(c, " ", 1)))
                 return rc;
             pi++;
             i++;
@@ -521,6 +546,12 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
     }
     if (in_exec)
         return txm_driver_error(TXM_EINVALID, NULL, "unterminated executable comment");
+    if (ambiguous != (size_t)-1 && pi > 0)
+        return txm_driver_error(TXM_EINVALID, NULL,
+                                "the MySQL executable comment starting at byte offset %zu holds a '*/' inside a "
+                                "literal or comment: a server that skips the comment ends it there, so the "
+                                "statement's placeholders are refused",
+                                ambiguous);
     if (pi != op->nparams)
         return txm_driver_error(TXM_EINVALID, NULL, "statement has %zu placeholders but %zu parameters were given", pi,
                                 op->nparams);
@@ -538,6 +569,31 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
                                     "send them separately");
         }
     }
+    return 0;
+}
+
+/* For the interpolation fuzz target (tests/fuzz/fuzz_myparam.c): op's statement exactly as run()
+ * would put it in a flight, for the character set and NO_BACKSLASH_ESCAPES status bit of `db` (a
+ * handle from mysql_init; no server needed). Returns 0 with a txm__malloc'ed text in *out (*len
+ * bytes) and *alone set, or the TXM_E* code with the error record set. */
+TXM_INTERNAL int txm__mysql_interpolate(MYSQL *db, const txm_op *op, char **out, size_t *len, int *alone);
+int txm__mysql_interpolate(MYSQL *db, const txm_op *op, char **out, size_t *len, int *alone)
+{
+    my_conn c;
+    int rc;
+    memset(&c, 0, sizeof c);
+    c.db = db;
+    *out = NULL;
+    *len = 0;
+    *alone = 0;
+    if ((rc = put_statement(&c, op, alone)) != 0) {
+        txm__free(c.buf);
+        return rc;
+    }
+    if (!c.buf && (rc = reserve(&c, 1)) != 0)
+        return rc;
+    *out = c.buf;
+    *len = c.len;
     return 0;
 }
 

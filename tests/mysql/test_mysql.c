@@ -1241,13 +1241,14 @@ Test(mysql, one_statement_per_call, .init = setup)
     cr_assert_eq(q1(c, "SELECT 8; -- done"), 8);
     cr_assert_eq(q1(c, "SELECT 9 /* ; */ # ;\n;"), 9);
     cr_assert_eq(q1(c, "SELECT LENGTH(';`;\\';') -- ;"), 5); /* ;`;'; */
-    /* executable comments are code: their placeholders count (as the core counts them) */
+    /* executable comments are code (to servers that run them), but take no placeholder: see
+     * mysql/executable_comments_cannot_carry_a_parameter */
     {
         txm_value p = txm_int(41);
         int64_t v = 0;
-        OK(txm_query_i64(c, &v, "SELECT /*!40000 ? + */ 1", &p, 1));
+        OK(txm_query_i64(c, &v, "SELECT /*!40000 1 + */ ?", &p, 1));
         cr_assert_eq(v, 42);
-        OK(txm_query_i64(c, &v, "SELECT /*M!100000 ? + */ 1", &p, 1));
+        OK(txm_query_i64(c, &v, "SELECT /*M!100000 1 + */ ?", &p, 1));
         cr_assert_eq(v, 42);
         OK(txm_query_i64(c, &v, "SELECT /*Mary?*/ ?", &p, 1)); /* an ordinary comment */
         cr_assert_eq(v, 41);
@@ -1269,6 +1270,85 @@ Test(mysql, one_statement_per_call, .init = setup)
         txm_rows_free(r);
         OK(txm_commit(t));
         cr_assert_eq(count_rows(c, "myt_item"), 1);
+    }
+    txm_close(c);
+}
+
+static int64_t table_exists(txm_conn *c, const char *name)
+{
+    txm_value p = txm_text(name);
+    int64_t v = -1;
+    OK(txm_query_i64(c, &v, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
+                            "TABLE_NAME = ?", &p, 1));
+    return v;
+}
+
+/* Issue 7, defect 1: a '?' inside a version-gated executable comment was interpolated as code, but
+ * a server older than the gate skips the comment up to the first star-slash, which the escaping
+ * does not neutralise: the value ended the comment and its rest ran as SQL (multi-statements on). */
+Test(mysql, executable_comments_cannot_carry_a_parameter, .init = setup)
+{
+    static const char *const gated[] = {
+        "SELECT 1 /*!999999 + ? */",   /* the issue's: MariaDB 10.11 skips a 999999 gate */
+        "SELECT 1 /*M!999999 + ? */",
+        "SELECT 1 /*! + ? */",        /* ungated: run by every server, still refused */
+        "SELECT 1 /*M! + ? */",
+        "SELECT 1 /*!40000 + ? */",
+        "SELECT 1 /*!999999 '*/' */ + ?", /* a star-slash in a literal inside: readings disagree */
+    };
+    static const char *const values[] = {"*/; CREATE TABLE pwned (x INT); -- ", "*/ + 41 -- "};
+    txm_conn *c;
+    NEED_MY();
+    c = open_my();
+    x(c, "DROP TABLE IF EXISTS pwned");
+    for (size_t i = 0; i < sizeof gated / sizeof gated[0]; i++)
+        for (size_t k = 0; k < sizeof values / sizeof values[0]; k++) {
+            txm_value p = txm_text(values[k]);
+            int64_t v = 0;
+            int rc = txm_query_i64(c, &v, gated[i], &p, 1);
+            err_copy e = last_err();
+            cr_assert(rc == TXM_EINVALID, "%s with '%s': expected TXM_EINVALID, got %s (value %lld)", gated[i],
+                      values[k], txm_err_name(rc), (long long)v);
+            cr_assert(strstr(e.message, "executable comment") && strstr(e.message, "byte offset"), "%s", e.message);
+            cr_assert(v != 42);
+            cr_assert_eq(table_exists(c, "pwned"), 0, "%s created the table", gated[i]);
+        }
+    /* the same values are harmless data outside the comment; the comment still runs */
+    for (size_t k = 0; k < sizeof values / sizeof values[0]; k++) {
+        txm_value p = txm_text(values[k]);
+        txm_rows *r;
+        size_t len;
+        OK(txm_query(&r, c, "SELECT /*!40000 1 + */ 1, ? /* ? */ # ?", &p, 1));
+        cr_assert(txm_rows_next(r));
+        cr_assert_eq(txm_rows_get_i64(r, 0), 2);
+        cr_assert_str_eq(txm_rows_get_text(r, 1, &len), values[k]);
+        txm_rows_free(r);
+    }
+    cr_assert_eq(table_exists(c, "pwned"), 0);
+    txm_close(c);
+}
+
+/* Literals are kept tokens of their own: next to an identifier or another literal they would fuse. */
+Test(mysql, interpolated_literals_do_not_fuse_with_neighbours, .init = setup)
+{
+    txm_conn *c;
+    txm_rows *r;
+    size_t len;
+    txm_value p[2] = {txm_int(5), txm_text("b")};
+    NEED_MY();
+    c = open_my();
+    x(c, "CREATE TEMPORARY TABLE myt_f (a INT, a5 INT)");
+    x(c, "INSERT INTO myt_f VALUES (1, 2)");
+    OK(txm_query(&r, c, "SELECT a+?AS s, 'a'?FROM myt_f", p, 2)); /* 5AS; 'a''b' is the one string a'b */
+    cr_assert(txm_rows_next(r));
+    cr_assert_eq(txm_rows_get_i64(r, 0), 6);
+    cr_assert_str_eq(txm_rows_get_text(r, 1, &len), "ab"); /* adjacent literals concatenate */
+    txm_rows_free(r);
+    {
+        int64_t v = 0;
+        txm_value one = txm_int(1);
+        OK(txm_query_i64(c, &v, "SELECT a5 FROM myt_f WHERE a=?AND a5=2", &one, 1)); /* not the name 1AND */
+        cr_assert_eq(v, 2);
     }
     txm_close(c);
 }
