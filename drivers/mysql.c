@@ -694,6 +694,13 @@ static int params_from_url(my_params *p, const txm_url *u)
     return 0;
 }
 
+/* Whether the connection negotiated TLS (a non-empty cipher). */
+static int has_tls(MYSQL *db)
+{
+    const char *cipher = mysql_get_ssl_cipher(db);
+    return cipher && *cipher;
+}
+
 /* Opens a MYSQL handle with p's settings. On failure returns NULL with *native / msg set. */
 static MYSQL *my_connect(const my_params *p, unsigned connect_timeout, unsigned *native, char *msg, size_t msgsz)
 {
@@ -742,6 +749,17 @@ static MYSQL *my_connect(const my_params *p, unsigned connect_timeout, unsigned 
                             CLIENT_MULTI_STATEMENTS | CLIENT_FOUND_ROWS)) {
         *native = mysql_errno(db);
         snprintf(msg, msgsz, "%s", mysql_error(db));
+        mysql_close(db);
+        return NULL;
+    }
+    /* Connector/C 3.3 falls back to plaintext, silently, when the server has no TLS and the
+     * certificate is not verified: the negotiated cipher is the only reliable word. */
+    if ((p->ssl || p->ssl_verify) && !has_tls(db)) {
+        *native = 2026; /* CR_SSL_CONNECTION_ERROR */
+        snprintf(msg, msgsz,
+                 "%s requires TLS, but the server did not negotiate it (no cipher; the server may have TLS "
+                 "disabled): connection closed",
+                 p->ssl ? "ssl=1" : "ssl_verify=1");
         mysql_close(db);
         return NULL;
     }

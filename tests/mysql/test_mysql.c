@@ -1466,3 +1466,46 @@ Test(mysql, url_forms, .init = setup)
     txm_close(c);
     txm__url_free(u);
 }
+
+/* Issue 7, defect 3: Connector/C 3.3 connected in plaintext with ssl=1 to a server without TLS. */
+Test(mysql, ssl_is_enforced_against_a_server_without_tls, .init = setup)
+{
+    static const char *const queries[] = {"ssl=1", "ssl=1&ssl_verify=0", "ssl_verify=1"};
+    txm_url *u;
+    char url[2048], hp[300];
+    txm_conn *c, *d = NULL;
+    txm_rows *r;
+    char have[32];
+    NEED_MY();
+    c = open_my();
+    OK(txm_query(&r, c, "SELECT @@have_ssl", NULL, 0));
+    cr_assert(txm_rows_next(r));
+    snprintf(have, sizeof have, "%s", txm_rows_get_text(r, 0, NULL));
+    txm_rows_free(r);
+    txm_close(c);
+    if (strcmp(have, "YES") == 0) {
+        fprintf(stderr, "[SKIP] the test server has TLS (have_ssl=YES): this test needs one without\n");
+        cr_skip_test("the test server has TLS");
+    }
+    OK(txm__url_parse(&u, my_url()));
+    snprintf(hp, sizeof hp, "%s:%d", u->host, u->port);
+    for (size_t i = 0; i < sizeof queries / sizeof queries[0]; i++) {
+        int rc;
+        url_at(url, sizeof url, u, "mysql", hp, queries[i]);
+        rc = txm_open(&d, url, NULL);
+        cr_assert(rc == TXM_ECONNECTION, "%s against have_ssl=%s: expected TXM_ECONNECTION, got %s", queries[i], have,
+                  txm_err_name(rc));
+        cr_assert(d == NULL);
+        /* ssl=1 is refused by txm (cipher check), ssl_verify=1 already by Connector/C */
+        cr_assert(strstr(txm_error_last()->message, i < 2 ? "requires TLS" : "TLS") != NULL, "%s",
+                  txm_error_last()->message);
+        if (u->password[0])
+            cr_assert(strstr(txm_error_last()->message, u->password) == NULL);
+    }
+    /* ssl=0 (the default) still connects */
+    url_at(url, sizeof url, u, "mysql", hp, "ssl=0");
+    d = open_url(url);
+    cr_assert_eq(q1(d, "SELECT 1"), 1);
+    txm_close(d);
+    txm__url_free(u);
+}
