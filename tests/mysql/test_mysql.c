@@ -1509,3 +1509,210 @@ Test(mysql, ssl_is_enforced_against_a_server_without_tls, .init = setup)
     txm_close(d);
     txm__url_free(u);
 }
+
+/* ---- issue 7, defect 2: nothing after a COMMIT in its packet changes the COMMIT's outcome ---- */
+
+TXM_INTERNAL extern const char *volatile txm__mysql_test_release_tail;
+
+typedef struct commit_log {
+    int commits, rollbacks, warnings;
+} commit_log;
+
+static void count_warnings(txm_log_level level, const char *message, void *payload)
+{
+    if (level <= TXM_LOG_WARN && strstr(message, "advisory lock"))
+        ((commit_log *)payload)->warnings++;
+}
+
+static int on_commit_count(txm_conn *c, void *p)
+{
+    (void)c;
+    ((commit_log *)p)->commits++;
+    return 0;
+}
+
+static int on_rollback_count(txm_conn *c, void *p)
+{
+    (void)c;
+    ((commit_log *)p)->rollbacks++;
+    return 0;
+}
+
+/* The DO RELEASE_LOCK(...) riding behind COMMIT fails in a controlled way (test hook: one more
+ * expression in its list): a missing table (1146) or a syntax error (1064) fail it before anything
+ * ran, so the lock is still held (MariaDB's DO turns errors DURING evaluation into success, so only a
+ * kill or an error before evaluation can fail it). COMMIT succeeded and must be reported so, with
+ * the on-commit hooks run, and the lock must end up free (txm closes the session). */
+Test(mysql, release_after_commit_failing_does_not_fail_the_commit, .init = setup, .timeout = 60)
+{
+    static const char *const tails[] = {", (SELECT 1 FROM myt_no_such_table)", ", )"};
+    txm_conn *c, *probe;
+    NEED_MY();
+    probe = open_my();
+    for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
+        commit_log log = {0, 0, 0};
+        txm_open_options o = TXM_OPEN_OPTIONS_INIT;
+        txm_tx *t;
+        int rc;
+        txm_value id = txm_int((int64_t)i + 1);
+        o.log = count_warnings;
+        o.log_payload = &log;
+        o.log_level = TXM_LOG_WARN;
+        c = check_open(my_url(), &o);
+        t = begin(c);
+        OK(txm_lock(c, "myt-commit-lock", TXM_LOCK_TX, 0));
+        OK(txm_exec(c, "INSERT INTO myt_item VALUES (?, 'committed')", &id, 1, NULL));
+        OK(txm_on_commit(c, on_commit_count, &log, NULL));
+        OK(txm_on_rollback(c, on_rollback_count, &log, NULL));
+        txm__mysql_test_release_tail = tails[i];
+        rc = txm_commit(t);
+        txm__mysql_test_release_tail = NULL;
+        cr_assert(rc == 0, "%s: txm_commit returned %s (%s) but COMMIT succeeded", tails[i], txm_err_name(rc),
+                  txm_error_last()->message);
+        cr_assert_eq(log.commits, 1);
+        cr_assert_eq(log.rollbacks, 0);
+        cr_assert(log.warnings >= 1, "the failed release is logged");
+        {
+            char q[100];
+            snprintf(q, sizeof q, "SELECT COUNT(*) FROM myt_item WHERE id = %zu", i + 1);
+            cr_assert_eq(q1(probe, q), 1);
+        }
+        /* the lock is free: the driver ended the session rather than guess */
+        OK(txm_lock(probe, "myt-commit-lock", TXM_LOCK_SESSION, 0));
+        OK(txm_unlock(probe, "myt-commit-lock", TXM_LOCK_SESSION));
+        /* and the connection says so, then recovers */
+        RC(TXM_ECONNECTION, txm_exec(c, "SELECT 1", NULL, 0, NULL));
+        OK(txm_reconnect(c));
+        cr_assert_eq(q1(c, "SELECT 1"), 1);
+        txm_close(c);
+    }
+    txm_close(probe);
+}
+
+/* The issue's race, bounded: a loop of commits holding a transaction-scoped lock while another
+ * thread keeps sending txm_cancel. Afterwards every commit txm reported as done is in the table,
+ * every one it reported as failed is not, hooks agree, and no call hung (the test's timeout). */
+typedef struct kill_loop {
+    txm_conn *victim;
+    atomic_int stop;
+    atomic_long cancels;
+} kill_loop;
+
+static void *cancel_loop(void *arg)
+{
+    kill_loop *k = arg;
+    unsigned seed = (unsigned)(uintptr_t)&seed;
+    while (!atomic_load(&k->stop)) {
+        int rc = txm_cancel(k->victim);
+        if (rc == 0)
+            atomic_fetch_add(&k->cancels, 1);
+        else if (atomic_load(&k->cancels) < 3)
+            fprintf(stderr, "[mysql] cancel: %s: %s\n", txm_err_name(rc), txm_error_last()->message);
+        seed = seed * 1103515245u + 12345u;
+        sleep_ms((int)(seed >> 16) % 3);
+    }
+    return NULL;
+}
+
+static atomic_int stress_resent, stress_closed, stress_unstuck;
+
+static void stress_log(txm_log_level level, const char *message, void *payload)
+{
+    (void)level;
+    (void)payload;
+    if (strstr(message, "sending it again"))
+        atomic_fetch_add(&stress_resent, 1);
+    else if (strstr(message, "closing the connection"))
+        atomic_fetch_add(&stress_closed, 1);
+    else if (strstr(message, "shut the connection down"))
+        atomic_fetch_add(&stress_unstuck, 1);
+}
+
+Test(mysql, commits_under_concurrent_cancel_are_reported_truthfully, .init = setup, .timeout = 600)
+{
+    txm_open_options o = TXM_OPEN_OPTIONS_INIT;
+    enum { N = 1500 };
+    static signed char reported[N]; /* 1 committed, 0 failed before COMMIT, -1 COMMIT failed, 2 unknown */
+    static int hooks_commit[N], hooks_rollback[N];
+    kill_loop k;
+    pthread_t th[3];
+    txm_conn *c, *probe;
+    int ok = 0, failed_commit = 0, unknown = 0, other = 0, reconnects = 0;
+    NEED_MY();
+    probe = open_my();
+    o.log = stress_log;
+    c = check_open(my_url(), &o);
+    k.victim = c;
+    atomic_store(&k.stop, 0);
+    atomic_store(&k.cancels, 0);
+    for (int i = 0; i < 3; i++)
+        pthread_create(&th[i], NULL, cancel_loop, &k);
+    for (int i = 0; i < N; i++) {
+        txm_tx *t = NULL;
+        txm_value id = txm_int(i);
+        int rc;
+        reported[i] = 0;
+        cr_assert_eq(txm_depth(c), 0);
+        if ((rc = txm_begin(&t, c, NULL)) != 0) {
+            if (txm_reconnect(c) == 0)
+                reconnects++;
+            continue;
+        }
+        if ((rc = txm_lock(c, "myt-kill-loop", TXM_LOCK_TX, 2000)) != 0 ||
+            (rc = txm_exec(c, "INSERT INTO myt_heavy VALUES (?)", &id, 1, NULL)) != 0 ||
+            (rc = txm_on_commit(c, hook_count, &hooks_commit[i], NULL)) != 0 ||
+            (rc = txm_on_rollback(c, hook_count, &hooks_rollback[i], NULL)) != 0) {
+            (void)txm_rollback(t);
+            if (rc == TXM_ECONNECTION && txm_reconnect(c) == 0)
+                reconnects++;
+            continue;
+        }
+        rc = txm_commit(t);
+        if (rc == 0) {
+            reported[i] = 1;
+            ok++;
+        } else if (rc == TXM_ECOMMIT_UNKNOWN) {
+            reported[i] = 2;
+            unknown++;
+        } else {
+            reported[i] = -1;
+            failed_commit++;
+            if (rc != TXM_ECANCELED && rc != TXM_ECONNECTION)
+                other++;
+        }
+        if (rc == TXM_ECONNECTION || rc == TXM_ECOMMIT_UNKNOWN || txm_exec(c, "DO 0", NULL, 0, NULL) == TXM_ECONNECTION)
+            if (txm_reconnect(c) == 0)
+                reconnects++;
+    }
+    atomic_store(&k.stop, 1);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    fprintf(stderr, "[mysql] kill loop: %d commits, %d reported committed, %d COMMIT failed, %d unknown, %d "
+                    "reconnects, %ld cancels sent; releases after COMMIT/ROLLBACK skipped by the server and "
+                    "resent: %d, failed (session closed): %d; stuck waits ended by txm_cancel: %d\n",
+            N, ok, failed_commit, unknown, reconnects, (long)atomic_load(&k.cancels), atomic_load(&stress_resent),
+            atomic_load(&stress_closed), atomic_load(&stress_unstuck));
+    for (int i = 0; i < N; i++) {
+        char q[100];
+        int64_t present;
+        snprintf(q, sizeof q, "SELECT COUNT(*) FROM myt_heavy WHERE id = %d", i);
+        present = q1(probe, q);
+        if (reported[i] == 1) {
+            cr_assert_eq(present, 1, "commit %d reported done but absent", i);
+            cr_assert_eq(hooks_commit[i], 1, "commit %d: on-commit hook did not run", i);
+            cr_assert_eq(hooks_rollback[i], 0);
+        } else if (reported[i] != 2) {
+            cr_assert_eq(present, 0, "transaction %d reported failed (%d) but committed", i, reported[i]);
+            cr_assert_eq(hooks_commit[i], 0);
+        } else {
+            cr_assert_eq(hooks_commit[i] + hooks_rollback[i], 0, "no hook after COMMIT_UNKNOWN");
+        }
+    }
+    cr_assert_eq(other, 0);
+    cr_assert_gt(ok, N / 2, "most commits should get through");
+    /* the lock is free at the end */
+    OK(txm_lock(probe, "myt-kill-loop", TXM_LOCK_SESSION, 0));
+    OK(txm_unlock(probe, "myt-kill-loop", TXM_LOCK_SESSION));
+    txm_close(c);
+    txm_close(probe);
+}
