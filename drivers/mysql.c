@@ -37,6 +37,11 @@
 
 #define MY_DEFAULT_CHARSET "utf8mb4"
 #define MY_DEFAULT_CONNECT_TIMEOUT 10 /* seconds */
+/* Seconds one network read / write may wait (0 in the URL: forever). A bound, not a statement
+ * timeout: MariaDB can leave a client waiting for a result it will never send (a KILL QUERY or
+ * max_statement_time landing between two statements of a packet; see wait_result), and only a
+ * read timeout ends that wait when the kill did not come from txm_cancel. */
+#define MY_DEFAULT_IO_TIMEOUT 3600
 #define MY_LOCK_KEY_MAX 64            /* GET_LOCK name limit on MySQL 5.7+ (characters) */
 #define MY_FOREVER_S 31536000         /* "wait forever" for MariaDB, which rejects negative timeouts */
 
@@ -656,6 +661,8 @@ static int params_from_url(my_params *p, const txm_url *u)
     int oom = 0;
     const char *charset = MY_DEFAULT_CHARSET;
     p->connect_timeout = MY_DEFAULT_CONNECT_TIMEOUT;
+    p->read_timeout = MY_DEFAULT_IO_TIMEOUT;
+    p->write_timeout = MY_DEFAULT_IO_TIMEOUT;
     if (!u->hierarchical)
         return txm_driver_error(TXM_EINVALID, NULL, "mysql URL must look like mysql://user:pass@host:port/db: %s",
                                 u->redacted);
@@ -887,18 +894,23 @@ static int my_reconnect(txm_driver_conn *dc)
     return connect_main(c);
 }
 
-/* Whether server thread `id` is idle ("Sleep": it owes its client nothing), asked on k. */
+/* Whether server thread `id` is idle (no statement: it owes its client nothing), asked on k. After
+ * a KILL QUERY an idle thread shows COMMAND "Killed" instead of "Sleep" (the flag waits for its next
+ * statement), so the test is on INFO, the statement text. */
 static int server_idle(MYSQL *k, unsigned long id)
 {
-    char q[96];
+    char q[160];
     MYSQL_RES *res;
     MYSQL_ROW row;
     int idle = 0;
-    snprintf(q, sizeof q, "SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = %lu", id);
+    snprintf(q, sizeof q,
+             "SELECT INFO IS NULL AND COMMAND IN ('Sleep', 'Killed') FROM information_schema.PROCESSLIST "
+             "WHERE ID = %lu",
+             id);
     if (mysql_query(k, q) != 0 || (res = mysql_store_result(k)) == NULL)
         return 0;
     row = mysql_fetch_row(res);
-    idle = row && row[0] && strcmp(row[0], "Sleep") == 0;
+    idle = row && row[0] && strcmp(row[0], "1") == 0;
     mysql_free_result(res);
     return idle;
 }

@@ -804,16 +804,71 @@ typedef struct proxy {
     struct sockaddr_in server;
     atomic_int cut_after_commit;
     atomic_int cut_done;
+    atomic_int swallow_after_commit; /* 1: armed; 2: forward COMMIT's answer, drop the rest; 3: done */
     pthread_t th;
 } proxy;
+
+/* Plain forwarding of one more connection (txm_cancel's) until either side closes. */
+typedef struct proxy_pair {
+    int cfd;
+    struct sockaddr_in server;
+} proxy_pair;
+
+static void *proxy_plain(void *arg)
+{
+    proxy_pair *pp = arg;
+    int sfd = socket(AF_INET, SOCK_STREAM, 0);
+    char buf[16384];
+    if (connect(sfd, (struct sockaddr *)&pp->server, sizeof pp->server) == 0) {
+        for (;;) {
+            struct pollfd pf[2] = {{pp->cfd, POLLIN, 0}, {sfd, POLLIN, 0}};
+            ssize_t n;
+            if (poll(pf, 2, -1) < 0)
+                break;
+            if (pf[0].revents && ((n = read(pp->cfd, buf, sizeof buf)) <= 0 || write(sfd, buf, (size_t)n) != n))
+                break;
+            if (pf[1].revents && ((n = read(sfd, buf, sizeof buf)) <= 0 || write(pp->cfd, buf, (size_t)n) != n))
+                break;
+        }
+    }
+    close(sfd);
+    close(pp->cfd);
+    free(pp);
+    return NULL;
+}
+
+/* Accepts the connections after the first until the listening socket is shut down. */
+static void *proxy_more(void *arg)
+{
+    proxy *p = arg;
+    for (;;) {
+        pthread_t th;
+        proxy_pair *pp;
+        int cfd = accept(p->listen_fd, NULL, NULL);
+        if (cfd < 0)
+            return NULL;
+        pp = malloc(sizeof *pp);
+        if (!pp) {
+            close(cfd);
+            continue;
+        }
+        pp->cfd = cfd;
+        pp->server = p->server;
+        if (pthread_create(&th, NULL, proxy_plain, pp) == 0)
+            pthread_detach(th);
+    }
+}
 
 static void *proxy_main(void *arg)
 {
     proxy *p = arg;
     int cfd = accept(p->listen_fd, NULL, NULL), sfd;
     char buf[65536];
+    pthread_t more;
     if (cfd < 0)
         return NULL;
+    if (pthread_create(&more, NULL, proxy_more, p) == 0)
+        pthread_detach(more);
     sfd = socket(AF_INET, SOCK_STREAM, 0);
     if (connect(sfd, (struct sockaddr *)&p->server, sizeof p->server) != 0) {
         close(cfd);
@@ -828,6 +883,8 @@ static void *proxy_main(void *arg)
             ssize_t n = read(cfd, buf, sizeof buf);
             if (n <= 0 || write(sfd, buf, (size_t)n) != n)
                 break;
+            if (atomic_load(&p->swallow_after_commit) == 1 && n >= 11 && memcmp(buf + 4, "\x03" "COMMIT;", 8) == 0)
+                atomic_store(&p->swallow_after_commit, 2);
             if (atomic_load(&p->cut_after_commit) && n >= 11 && memcmp(buf + 4, "\x03" "COMMIT", 7) == 0) {
                 sleep_ms(50); /* the server has it */
                 atomic_store(&p->cut_done, 1);
@@ -836,7 +893,19 @@ static void *proxy_main(void *arg)
         }
         if (pf[1].revents) {
             ssize_t n = read(sfd, buf, sizeof buf);
-            if (n <= 0 || write(cfd, buf, (size_t)n) != n)
+            if (n <= 0)
+                break;
+            if (atomic_load(&p->swallow_after_commit) == 2 && n >= 4) {
+                /* the server's answers to the packet: forward the first (COMMIT's OK), drop the rest,
+                 * as MariaDB does after a KILL QUERY between two statements */
+                size_t first = 4 + ((size_t)(unsigned char)buf[0] | (size_t)(unsigned char)buf[1] << 8 |
+                                    (size_t)(unsigned char)buf[2] << 16);
+                n = first < (size_t)n ? (ssize_t)first : n;
+                atomic_store(&p->swallow_after_commit, 3);
+            } else if (atomic_load(&p->swallow_after_commit) == 3) {
+                continue;
+            }
+            if (write(cfd, buf, (size_t)n) != n)
                 break;
         }
     }
@@ -895,6 +964,7 @@ Test(mysql, connection_lost_after_commit_sent_is_commit_unknown, .init = setup, 
     fprintf(stderr, "[mysql] lost after COMMIT: %s | %s (row committed: %lld)\n", txm_err_name(rc),
             txm_error_last()->message, (long long)count_rows(other, "myt_item"));
     pthread_join(p.th, NULL);
+    shutdown(p.listen_fd, SHUT_RDWR); /* ends proxy_more */
     close(p.listen_fd);
     txm_close(c);
     txm_close(other);
@@ -1511,6 +1581,77 @@ Test(mysql, ssl_is_enforced_against_a_server_without_tls, .init = setup)
 }
 
 /* ---- issue 7, defect 2: nothing after a COMMIT in its packet changes the COMMIT's outcome ---- */
+
+typedef struct canceller {
+    txm_conn *c;
+    atomic_int done;
+    int sent;
+} canceller;
+
+static void *cancel_until_done(void *arg)
+{
+    canceller *k = arg;
+    for (int i = 0; i < 40 && !atomic_load(&k->done); i++) {
+        sleep_ms(250);
+        if (!atomic_load(&k->done) && txm_cancel(k->c) == 0)
+            k->sent++;
+    }
+    return NULL;
+}
+
+/* MariaDB answers nothing more after a KILL QUERY lands between two statements of a packet, though
+ * the previous answer announced more: the client waited forever for the DO's answer. Reproduced
+ * deterministically by a proxy that drops the answers after COMMIT's; txm_cancel must end the wait,
+ * and the COMMIT, acknowledged, stays a success. */
+Test(mysql, cancel_ends_a_wait_the_server_will_never_answer, .init = setup, .timeout = 60)
+{
+    txm_url *u;
+    proxy p;
+    char url[2048];
+    txm_conn *c, *other;
+    txm_tx *t;
+    canceller k;
+    pthread_t th;
+    int commits = 0, rollbacks = 0, rc;
+    NEED_MY();
+    OK(txm__url_parse(&u, my_url()));
+    proxy_start(&p, u->host, u->port ? u->port : 3306);
+    {
+        char hp[64];
+        snprintf(hp, sizeof hp, "127.0.0.1:%d", p.port);
+        url_at(url, sizeof url, u, "mysql", hp, NULL);
+    }
+    c = open_url(url);
+    other = open_my();
+    t = begin(c);
+    OK(txm_lock(c, "myt-never-answered", TXM_LOCK_TX, 0));
+    x(c, "INSERT INTO myt_item VALUES (1, 'acknowledged')");
+    OK(txm_on_commit(c, hook_count, &commits, NULL));
+    OK(txm_on_rollback(c, hook_count, &rollbacks, NULL));
+    atomic_store(&p.swallow_after_commit, 1);
+    k.c = c;
+    k.sent = 0;
+    atomic_store(&k.done, 0);
+    pthread_create(&th, NULL, cancel_until_done, &k);
+    rc = txm_commit(t); /* COMMIT;DO RELEASE_LOCK(...): the DO's answer never comes */
+    atomic_store(&k.done, 1);
+    pthread_join(th, NULL);
+    cr_assert_eq(atomic_load(&p.swallow_after_commit), 3, "the proxy did not see the COMMIT packet");
+    cr_assert(rc == 0, "COMMIT was acknowledged, got %s: %s", txm_err_name(rc), txm_error_last()->message);
+    cr_assert_eq(commits, 1);
+    cr_assert_eq(rollbacks, 0);
+    cr_assert_eq(count_rows(other, "myt_item"), 1);
+    fprintf(stderr, "[mysql] never-answered wait ended after %d txm_cancel call(s)\n", k.sent);
+    /* the session is gone, and its lock with it */
+    pthread_join(p.th, NULL);
+    shutdown(p.listen_fd, SHUT_RDWR); /* ends proxy_more */
+    close(p.listen_fd);
+    wait_until(other, "SELECT IS_FREE_LOCK('myt-never-answered')", "the lock to be released");
+    RC(TXM_ECONNECTION, txm_exec(c, "SELECT 1", NULL, 0, NULL));
+    txm_close(c);
+    txm_close(other);
+    txm__url_free(u);
+}
 
 TXM_INTERNAL extern const char *volatile txm__mysql_test_release_tail;
 
