@@ -107,6 +107,7 @@ typedef struct my_conn {
     my_txlock *txlocks;
     size_t ntxlocks, captxlocks;
 
+    size_t *spans; /* txm__mysql_interpolate only: where each literal went (start, end) */
     char *buf; /* the flight's SQL text */
     size_t len, cap;
     my_expect *exp;
@@ -416,6 +417,29 @@ static int is_word(unsigned char ch)
            ch == '$' || ch >= 0x80;
 }
 
+/* Whether the connection charset has multibyte characters, and the length of the one at p (1 if
+ * none is valid there), as the server's lexer and mysql_real_escape_string see them. */
+static int multibyte(MYSQL *db)
+{
+#if defined(MARIADB_PACKAGE_VERSION)
+    return db->charset && db->charset->char_maxlen > 1 && db->charset->mb_valid;
+#else
+    (void)db;
+    return 0; /* libmysqlclient (untested build): see docs/driver-mysql.md */
+#endif
+}
+
+static unsigned mb_len(MYSQL *db, const char *p, const char *end)
+{
+#if defined(MARIADB_PACKAGE_VERSION)
+    unsigned l = db->charset->mb_valid(p, end);
+    return l ? l : 1;
+#else
+    (void)db, (void)p, (void)end;
+    return 1;
+#endif
+}
+
 /* Whether a byte next to an interpolated literal would fuse with it into one token. */
 static int sticks(unsigned char ch) { return is_word(ch) || ch == '\'' || ch == '"' || ch == '`' || ch == '.'; }
 
@@ -444,6 +468,10 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
     const char *s = op->sql ? op->sql : "";
     size_t n = op->sql_len ? op->sql_len : strlen(s);
     int bs = !(c->db->server_status & SERVER_STATUS_NO_BACKSLASH_ESCAPES);
+    /* The server lexes literals and quoted identifiers character by character in the connection
+     * charset: in gbk, sjis, big5, cp932 and gb18030 a multibyte character may end in 0x5c, which
+     * is then no backslash (misreading it would put a placeholder on the wrong side of a quote). */
+    int mbcs = multibyte(c->db);
     size_t i = 0, pi = 0, semi = (size_t)-1, exec_at = 0, exec_close = 0, ambiguous = (size_t)-1;
     int first_kw = 0, routine = 0, after = 0, content = 0, in_exec = 0, rc;
 
@@ -453,6 +481,11 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
         if (ch == '\'' || ch == '"' || ch == '`') {
             int closed = 0;
             for (j = i + 1; j < n; j++) {
+                unsigned l;
+                if (mbcs && (unsigned char)s[j] >= 0x80 && (l = mb_len(c->db, s + j, s + n)) > 1) {
+                    j += l - 1;
+                    continue;
+                }
                 if (bs && ch != '`' && s[j] == '\\') {
                     j++;
                     continue;
@@ -526,8 +559,12 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
              * with 'y' the single string x'y, "?AND" with 5 the identifier 5AND. */
             if (c->len && sticks((unsigned char)c->buf[c->len - 1]) && (rc = put(c, " ", 1)))
                 return rc;
+            if (c->spans)
+                c->spans[2 * pi] = c->len;
             if ((rc = put_param(c, &op->params[pi], pi)))
                 return rc;
+            if (c->spans)
+                c->spans[2 * pi + 1] = c->len;
             if (i + 1 < n && sticks((unsigned char)s[i + 1]) && (rc = put(c, " ", 1)))
                 return rc;
             pi++;
@@ -593,14 +630,17 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
 /* For the interpolation fuzz target (tests/fuzz/fuzz_myparam.c): op's statement exactly as run()
  * would put it in a flight, for the character set and NO_BACKSLASH_ESCAPES status bit of `db` (a
  * handle from mysql_init; no server needed). Returns 0 with a txm__malloc'ed text in *out (*len
- * bytes) and *alone set, or the TXM_E* code with the error record set. */
-TXM_INTERNAL int txm__mysql_interpolate(MYSQL *db, const txm_op *op, char **out, size_t *len, int *alone);
-int txm__mysql_interpolate(MYSQL *db, const txm_op *op, char **out, size_t *len, int *alone)
+ * bytes), *alone set and, for parameter k, its literal at [spans[2k], spans[2k+1]) (spans: room
+ * for 2 * op->nparams), or the TXM_E* code with the error record set. */
+TXM_INTERNAL int txm__mysql_interpolate(MYSQL *db, const txm_op *op, char **out, size_t *len, int *alone,
+                                        size_t *spans);
+int txm__mysql_interpolate(MYSQL *db, const txm_op *op, char **out, size_t *len, int *alone, size_t *spans)
 {
     my_conn c;
     int rc;
     memset(&c, 0, sizeof c);
     c.db = db;
+    c.spans = spans;
     *out = NULL;
     *len = 0;
     *alone = 0;
