@@ -1398,6 +1398,62 @@ Test(mysql, executable_comments_cannot_carry_a_parameter, .init = setup)
     txm_close(c);
 }
 
+/* Multibyte connection charsets whose characters may end in 0x5c (gbk here): values are escaped
+ * character-wise (a lone 0xbf before a quote is not allowed to swallow the backslash of its escape),
+ * and a template literal holding such a character is lexed by the driver as the server lexes it. */
+Test(mysql, multibyte_charsets_keep_values_literal, .init = setup)
+{
+    static const char *const values[] = {"\xbf\x5c", "\xbf'", "\x95\x5c' OR 1 -- ", "\xbf\x5c\x27 + 1 -- "};
+    txm_url *u;
+    char url[2048], hp[300];
+    txm_conn *c;
+    NEED_MY();
+    OK(txm__url_parse(&u, my_url()));
+    snprintf(hp, sizeof hp, "%s:%d", u->host, u->port);
+    url_at(url, sizeof url, u, "mysql", hp, "charset=gbk");
+    c = open_url(url);
+    {
+        txm_value p = txm_text("1 UNION SELECT 2");
+        /* (backslash escapes on) the server reads '\x95\x5c' as one string, so must the driver: a
+         * byte-wise reader takes the second '?' as the placeholder and puts the value's text outside
+         * any quote (the server then reads the first '?' as code) */
+        txm_rows *r;
+        size_t len;
+        OK(txm_query(&r, c, "SELECT '\x95\x5c', ?, ' ? ' -- '\n", &p, 1));
+        cr_assert_eq(txm_rows_columns(r), 3);
+        cr_assert(txm_rows_next(r));
+        cr_assert_str_eq(txm_rows_get_text(r, 1, &len), "1 UNION SELECT 2");
+        cr_assert_str_eq(txm_rows_get_text(r, 2, &len), " ? ");
+        cr_assert(!txm_rows_next(r));
+        txm_rows_free(r);
+    }
+    for (int mode = 0; mode < 2; mode++) {
+        if (mode == 1)
+            x(c, "SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')");
+        for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+            txm_value p[2] = {txm_text(values[i]), txm_text(" + 1 -- ")};
+            txm_rows *r;
+            size_t len;
+            const char *got;
+            OK(txm_query(&r, c, "SELECT HEX(?), HEX(?)", p, 2));
+            cr_assert(txm_rows_next(r));
+            got = txm_rows_get_text(r, 1, &len);
+            cr_assert_str_eq(got, "202B2031202D2D20", "mode %d value %zu: the second value changed", mode, i);
+            {
+                char hex[64];
+                size_t n = strlen(values[i]);
+                for (size_t k = 0; k < n; k++)
+                    snprintf(hex + 2 * k, 3, "%02X", (unsigned char)values[i][k]);
+                got = txm_rows_get_text(r, 0, &len);
+                cr_assert_str_eq(got, hex, "mode %d value %zu: sent %s, the server read %s", mode, i, hex, got);
+            }
+            txm_rows_free(r);
+        }
+    }
+    txm_close(c);
+    txm__url_free(u);
+}
+
 /* Literals are kept tokens of their own: next to an identifier or another literal they would fuse. */
 Test(mysql, interpolated_literals_do_not_fuse_with_neighbours, .init = setup)
 {
