@@ -472,7 +472,7 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
      * charset: in gbk, sjis, big5, cp932 and gb18030 a multibyte character may end in 0x5c, which
      * is then no backslash (misreading it would put a placeholder on the wrong side of a quote). */
     int mbcs = multibyte(c->db);
-    size_t i = 0, pi = 0, semi = (size_t)-1, exec_at = 0, exec_close = 0, ambiguous = (size_t)-1;
+    size_t i = 0, pi = 0, semi = (size_t)-1, exec_at = 0, exec_close = 0, ambiguous = (size_t)-1, word_end = 0;
     int first_kw = 0, routine = 0, after = 0, content = 0, in_exec = 0, rc;
 
     while (i < n) {
@@ -557,7 +557,7 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
             content = 1;
             /* Keep the literal a token of its own: "a?" with 5 would be the identifier a5, "'x'?"
              * with 'y' the single string x'y, "?AND" with 5 the identifier 5AND. */
-            if (c->len && sticks((unsigned char)c->buf[c->len - 1]) && (rc = put(c, " ", 1)))
+            if (c->len && (sticks((unsigned char)c->buf[c->len - 1]) || c->len == word_end) && (rc = put(c, " ", 1)))
                 return rc;
             if (c->spans)
                 c->spans[2 * pi] = c->len;
@@ -575,8 +575,13 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
                 semi = c->len;
             j = i + 1;
         } else if (is_word(ch)) {
-            for (j = i; j < n && is_word((unsigned char)s[j]); j++)
-                ;
+            /* a multibyte character is part of the word even if its trail byte is ASCII ('[' in
+             * gbk 0x9a 0x5b): a literal right after it must not fuse with the word */
+            for (j = i; j < n && is_word((unsigned char)s[j]);)
+                j += mbcs && (unsigned char)s[j] >= 0x80 ? mb_len(c->db, s + j, s + n) : 1;
+            if (j > n)
+                j = n;
+            word_end = c->len + (j - i);
             content = 1;
             if (semi != (size_t)-1) {
                 after = 1;

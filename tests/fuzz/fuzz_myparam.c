@@ -231,9 +231,13 @@ static void lex(lexer *L)
 static const char *check_spans(const lexer *L, const size_t *spans, size_t np)
 {
     static lexer alone;
-    size_t k = 0;
+    size_t k = 0, err_at = (size_t)-1;
+    if (L->nt && L->t[L->nt - 1].kind == T_ERR)
+        err_at = L->t[L->nt - 1].at; /* the server's lexer stops there: nothing after it runs */
     for (size_t p = 0; p < np; p++) {
         size_t s = spans[2 * p], e = spans[2 * p + 1], m = 0;
+        if (s >= err_at)
+            break;
         alone = *L;
         alone.s = L->s + s;
         alone.n = e - s;
