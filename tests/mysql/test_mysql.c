@@ -1774,7 +1774,9 @@ Test(mysql, release_after_commit_failing_does_not_fail_the_commit, .init = setup
             snprintf(q, sizeof q, "SELECT COUNT(*) FROM myt_item WHERE id = %zu", i + 1);
             cr_assert_eq(q1(probe, q), 1);
         }
-        /* the lock is free: the driver ended the session rather than guess */
+        /* the lock is free: the driver ended the session rather than guess (the server frees it
+         * when its thread sees the closed socket: a moment later) */
+        wait_until(probe, "SELECT IS_FREE_LOCK('myt-commit-lock')", "the session's lock to be released");
         OK(txm_lock(probe, "myt-commit-lock", TXM_LOCK_SESSION, 0));
         OK(txm_unlock(probe, "myt-commit-lock", TXM_LOCK_SESSION));
         /* and the connection says so, then recovers */
@@ -1908,6 +1910,7 @@ Test(mysql, commits_under_concurrent_cancel_are_reported_truthfully, .init = set
     cr_assert_eq(other, 0);
     cr_assert_gt(ok, N / 2, "most commits should get through");
     /* the lock is free at the end */
+    wait_until(probe, "SELECT IS_FREE_LOCK('myt-kill-loop')", "the lock to be released");
     OK(txm_lock(probe, "myt-kill-loop", TXM_LOCK_SESSION, 0));
     OK(txm_unlock(probe, "myt-kill-loop", TXM_LOCK_SESSION));
     txm_close(c);
