@@ -140,10 +140,13 @@ static void lex(lexer *L)
                     i++;
                 continue;
             }
-            i = consume_comment(L, i + 2, ex ? 1 : 0, &closed);
-            if (!closed) {
-                emit(L, T_ERR, i, 0);
-                return;
+            {
+                size_t start = i;
+                i = consume_comment(L, i + 2, ex ? 1 : 0, &closed);
+                if (!closed) { /* a syntax error at the comment (verified on MariaDB 10.11) */
+                    emit(L, T_ERR, start, 0);
+                    return;
+                }
             }
         } else if (c == '*' && in_exec && i + 1 < n && s[i + 1] == '/') {
             in_exec = 0;
