@@ -19,7 +19,11 @@
  *   # ...\n      TXM_DIALECT_HASH_COMMENTS
  *   / * ... * /  comment; nested under TXM_DIALECT_DOLLAR_QUOTES (PostgreSQL). Under
  *                TXM_DIALECT_HASH_COMMENTS, MySQL/MariaDB executable comments ("/ *!", "/ *M!")
- *                are code: their content is scanned and placeholders in it count.
+ *                are code to some servers and a comment to others (version gate, "M!" on MySQL):
+ *                their content is scanned as code, but a placeholder inside one is refused, and
+ *                so are placeholders anywhere in a statement where one of them holds a "* /"
+ *                inside a literal or comment (the two readings would then disagree on where the
+ *                comment ends, hence on what is a literal after it).
  *   $tag$...$tag$  TXM_DIALECT_DOLLAR_QUOTES; tag = "" or [A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*;
  *                a '$' inside an identifier (a$b$) or followed by a digit ($1) is not a quote;
  *                after a number, a parameter or another quote it is (PostgreSQL lexes longest
@@ -235,7 +239,7 @@ static int scan(const char *s, size_t n, unsigned dialect, char *dst, size_t *co
     const bool pg = (dialect & TXM_DIALECT_DOLLAR_QUOTES) != 0;
     const bool bs = (dialect & TXM_DIALECT_BACKSLASH) != 0;
     const bool mysql = (dialect & TXM_DIALECT_HASH_COMMENTS) != 0;
-    size_t i = 0, run = 0, k = 0, exec_open = NONE, from = 0, m = 0;
+    size_t i = 0, run = 0, k = 0, exec_open = NONE, exec_first_close = NONE, ambiguous = NONE, from = 0, m = 0;
     char *d = dst;
     char stops[16]; /* the bytes that can start something in this dialect */
 
@@ -276,6 +280,13 @@ static int scan(const char *s, size_t n, unsigned dialect, char *dst, size_t *co
         c = (unsigned char)s[i];
         switch (c) {
         case '?':
+            if (exec_open != NONE)
+                return txm__err(TXM_EINVALID,
+                                "placeholder at byte offset %zu of the SQL text is inside the MySQL executable "
+                                "comment starting at byte offset %zu: a server that skips the comment (version "
+                                "gate, or not MariaDB for /*M!) would not see a literal there, so a parameter "
+                                "value could end the comment and become SQL; placeholders are refused there",
+                                i, exec_open);
             k++;
             if (d) {
                 memcpy(d, s + run, i - run);
@@ -339,7 +350,14 @@ static int scan(const char *s, size_t n, unsigned dialect, char *dst, size_t *co
                 continue;
             }
             if (mysql && exec_open == NONE && (tlen = exec_comment(s, n, i)) != 0) {
+                const char *close = NULL;
+                for (size_t j = i + tlen; j + 1 < n; j++)
+                    if (s[j] == '*' && s[j + 1] == '/') {
+                        close = s + j;
+                        break;
+                    }
                 exec_open = i;
+                exec_first_close = close ? (size_t)(close - s) : NONE;
                 from = i += tlen;
                 continue;
             }
@@ -348,6 +366,10 @@ static int scan(const char *s, size_t n, unsigned dialect, char *dst, size_t *co
             break;
         case '*':
             if (exec_open != NONE && i + 1 < n && s[i + 1] == '/') {
+                /* A server that skips the comment ends it at its first "*" "/"; if that was inside a
+                 * literal or a comment here, the two readings of everything after it differ. */
+                if (i != exec_first_close && ambiguous == NONE)
+                    ambiguous = exec_open;
                 exec_open = NONE;
                 from = i += 2;
             } else {
@@ -373,6 +395,12 @@ static int scan(const char *s, size_t n, unsigned dialect, char *dst, size_t *co
     if (exec_open != NONE)
         return txm__err(TXM_EINVALID, "unterminated executable comment starting at byte offset %zu of the SQL text",
                         exec_open);
+    if (ambiguous != NONE && k > 0)
+        return txm__err(TXM_EINVALID,
+                        "the MySQL executable comment starting at byte offset %zu of the SQL text holds a '*/' "
+                        "inside a literal or comment: a server that skips the comment ends it there and reads the "
+                        "rest differently, so the statement's placeholders are refused",
+                        ambiguous);
     if (d) {
         memcpy(d, s + run, n - run);
         d[n - run] = '\0';

@@ -32,9 +32,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #define MY_DEFAULT_CHARSET "utf8mb4"
 #define MY_DEFAULT_CONNECT_TIMEOUT 10 /* seconds */
+/* Seconds one network read / write may wait (0 in the URL: forever). A bound, not a statement
+ * timeout: MariaDB can leave a client waiting for a result it will never send (a KILL QUERY or
+ * max_statement_time landing between two statements of a packet; see wait_result), and only a
+ * read timeout ends that wait when the kill did not come from txm_cancel. */
+#define MY_DEFAULT_IO_TIMEOUT 3600
 #define MY_LOCK_KEY_MAX 64            /* GET_LOCK name limit on MySQL 5.7+ (characters) */
 #define MY_FOREVER_S 31536000         /* "wait forever" for MariaDB, which rejects negative timeouts */
 
@@ -100,6 +107,7 @@ typedef struct my_conn {
     my_txlock *txlocks;
     size_t ntxlocks, captxlocks;
 
+    size_t *spans; /* txm__mysql_interpolate only: where each literal went (start, end) */
     char *buf; /* the flight's SQL text */
     size_t len, cap;
     my_expect *exp;
@@ -109,9 +117,13 @@ typedef struct my_conn {
     txm_value *cells;
     size_t capcells;
 
-    pthread_mutex_t id_mu; /* guards thread_id, read by cancel() from another thread */
+    pthread_mutex_t id_mu; /* guards thread_id and the wait state below, read by cancel() */
     int id_mu_init;
     unsigned long thread_id;
+    int waiting;             /* blocked reading the next result of a flight (see wait_result) */
+    unsigned long wait_seq;  /* bumped at every such wait */
+    int wait_fd;             /* the socket it waits on */
+    int unstuck;             /* my_cancel shut the socket down: the server would never answer */
 } my_conn;
 
 static pthread_once_t my_lib_once = PTHREAD_ONCE_INIT;
@@ -322,6 +334,11 @@ static void txlocks_clear(my_conn *c)
         txlock_remove_at(c, c->ntxlocks - 1);
 }
 
+/* Test hook (tests/mysql: a controlled failure of the DO after COMMIT): when non-NULL, appended as
+ * one more expression to every DO RELEASE_LOCK(...) list. Never set outside the tests. */
+TXM_INTERNAL extern const char *volatile txm__mysql_test_release_tail;
+const char *volatile txm__mysql_test_release_tail = NULL;
+
 /* Appends "DO RELEASE_LOCK(..),..." for the tx locks taken at `min_level` or deeper, if any. */
 static int put_release_txlocks(my_conn *c, size_t op, unsigned min_level)
 {
@@ -337,6 +354,8 @@ static int put_release_txlocks(my_conn *c, size_t op, unsigned min_level)
         l->sched = tag;
         any = 1;
     }
+    if (any && txm__mysql_test_release_tail && (rc = puts_(c, (const char *)txm__mysql_test_release_tail)))
+        return rc;
     return any ? push_expect(c, op, R_RELEASE_TXLOCKS, 1) : 0;
 }
 
@@ -398,6 +417,32 @@ static int is_word(unsigned char ch)
            ch == '$' || ch >= 0x80;
 }
 
+/* Whether the connection charset has multibyte characters, and the length of the one at p (1 if
+ * none is valid there), as the server's lexer and mysql_real_escape_string see them. */
+static int multibyte(MYSQL *db)
+{
+#if defined(MARIADB_PACKAGE_VERSION)
+    return db->charset && db->charset->char_maxlen > 1 && db->charset->mb_valid;
+#else
+    (void)db;
+    return 0; /* libmysqlclient (untested build): see docs/driver-mysql.md */
+#endif
+}
+
+static unsigned mb_len(MYSQL *db, const char *p, const char *end)
+{
+#if defined(MARIADB_PACKAGE_VERSION)
+    unsigned l = db->charset->mb_valid(p, end);
+    return l ? l : 1;
+#else
+    (void)db, (void)p, (void)end;
+    return 1;
+#endif
+}
+
+/* Whether a byte next to an interpolated literal would fuse with it into one token. */
+static int sticks(unsigned char ch) { return is_word(ch) || ch == '\'' || ch == '"' || ch == '`' || ch == '.'; }
+
 static int word_is(const char *w, size_t n, const char *kw)
 {
     size_t i;
@@ -423,7 +468,11 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
     const char *s = op->sql ? op->sql : "";
     size_t n = op->sql_len ? op->sql_len : strlen(s);
     int bs = !(c->db->server_status & SERVER_STATUS_NO_BACKSLASH_ESCAPES);
-    size_t i = 0, pi = 0, semi = (size_t)-1;
+    /* The server lexes literals and quoted identifiers character by character in the connection
+     * charset: in gbk, sjis, big5, cp932 and gb18030 a multibyte character may end in 0x5c, which
+     * is then no backslash (misreading it would put a placeholder on the wrong side of a quote). */
+    int mbcs = multibyte(c->db);
+    size_t i = 0, pi = 0, semi = (size_t)-1, exec_at = 0, exec_close = 0, ambiguous = (size_t)-1, word_end = 0;
     int first_kw = 0, routine = 0, after = 0, content = 0, in_exec = 0, rc;
 
     while (i < n) {
@@ -432,6 +481,11 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
         if (ch == '\'' || ch == '"' || ch == '`') {
             int closed = 0;
             for (j = i + 1; j < n; j++) {
+                unsigned l;
+                if (mbcs && (unsigned char)s[j] >= 0x80 && (l = mb_len(c->db, s + j, s + n)) > 1) {
+                    j += l - 1;
+                    continue;
+                }
                 if (bs && ch != '`' && s[j] == '\\') {
                     j++;
                     continue;
@@ -462,8 +516,13 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
             /* Executable comments (slash-star-bang, slash-star-M-bang) are code to the server: their
              * content is scanned like the rest, as the core's placeholder counter does. */
             size_t ex = (i + 2 < n && s[i + 2] == '!') ? 3 : (i + 3 < n && s[i + 2] == 'M' && s[i + 3] == '!') ? 4 : 0;
-            if (ex) {
+            if (ex && !in_exec) {
                 in_exec = 1;
+                exec_at = i;
+                /* where a server that skips this comment ends it: the first star-slash */
+                for (exec_close = i + ex; exec_close + 1 < n && !(s[exec_close] == '*' && s[exec_close + 1] == '/');
+                     exec_close++)
+                    ;
                 j = i + ex;
                 if (semi != (size_t)-1)
                     after = 1;
@@ -476,16 +535,37 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
                 j += 2;
             }
         } else if (in_exec && ch == '*' && i + 1 < n && s[i + 1] == '/') {
+            if (i != exec_close && ambiguous == (size_t)-1)
+                ambiguous = exec_at;
             in_exec = 0;
             j = i + 2;
         } else if (ch == '?') {
+            /* See core/sql.c: inside an executable comment a value would be a literal only to a
+             * server that runs the comment; to one that skips it, a star-slash in the value ends
+             * the comment and the rest of the value is SQL. */
+            if (in_exec)
+                return txm_driver_error(TXM_EINVALID, NULL,
+                                        "placeholder at byte offset %zu is inside the MySQL executable comment "
+                                        "starting at byte offset %zu: refused (a server that skips the comment "
+                                        "would not read the value as a literal)",
+                                        i, exec_at);
             if (pi >= op->nparams)
                 return txm_driver_error(TXM_EINVALID, NULL, "statement has more placeholders than the %zu parameters",
                                         op->nparams);
             if (semi != (size_t)-1)
                 after = 1;
             content = 1;
+            /* Keep the literal a token of its own: "a?" with 5 would be the identifier a5, "'x'?"
+             * with 'y' the single string x'y, "?AND" with 5 the identifier 5AND. */
+            if (c->len && (sticks((unsigned char)c->buf[c->len - 1]) || c->len == word_end) && (rc = put(c, " ", 1)))
+                return rc;
+            if (c->spans)
+                c->spans[2 * pi] = c->len;
             if ((rc = put_param(c, &op->params[pi], pi)))
+                return rc;
+            if (c->spans)
+                c->spans[2 * pi + 1] = c->len;
+            if (i + 1 < n && sticks((unsigned char)s[i + 1]) && (rc = put(c, " ", 1)))
                 return rc;
             pi++;
             i++;
@@ -495,8 +575,13 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
                 semi = c->len;
             j = i + 1;
         } else if (is_word(ch)) {
-            for (j = i; j < n && is_word((unsigned char)s[j]); j++)
-                ;
+            /* a multibyte character is part of the word even if its trail byte is ASCII ('[' in
+             * gbk 0x9a 0x5b): a literal right after it must not fuse with the word */
+            for (j = i; j < n && is_word((unsigned char)s[j]);)
+                j += mbcs && (unsigned char)s[j] >= 0x80 ? mb_len(c->db, s + j, s + n) : 1;
+            if (j > n)
+                j = n;
+            word_end = c->len + (j - i);
             content = 1;
             if (semi != (size_t)-1) {
                 after = 1;
@@ -521,6 +606,12 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
     }
     if (in_exec)
         return txm_driver_error(TXM_EINVALID, NULL, "unterminated executable comment");
+    if (ambiguous != (size_t)-1 && pi > 0)
+        return txm_driver_error(TXM_EINVALID, NULL,
+                                "the MySQL executable comment starting at byte offset %zu holds a '*/' inside a "
+                                "literal or comment: a server that skips the comment ends it there, so the "
+                                "statement's placeholders are refused",
+                                ambiguous);
     if (pi != op->nparams)
         return txm_driver_error(TXM_EINVALID, NULL, "statement has %zu placeholders but %zu parameters were given", pi,
                                 op->nparams);
@@ -538,6 +629,34 @@ static int put_statement(my_conn *c, const txm_op *op, int *alone)
                                     "send them separately");
         }
     }
+    return 0;
+}
+
+/* For the interpolation fuzz target (tests/fuzz/fuzz_myparam.c): op's statement exactly as run()
+ * would put it in a flight, for the character set and NO_BACKSLASH_ESCAPES status bit of `db` (a
+ * handle from mysql_init; no server needed). Returns 0 with a txm__malloc'ed text in *out (*len
+ * bytes), *alone set and, for parameter k, its literal at [spans[2k], spans[2k+1]) (spans: room
+ * for 2 * op->nparams), or the TXM_E* code with the error record set. */
+TXM_INTERNAL int txm__mysql_interpolate(MYSQL *db, const txm_op *op, char **out, size_t *len, int *alone,
+                                        size_t *spans);
+int txm__mysql_interpolate(MYSQL *db, const txm_op *op, char **out, size_t *len, int *alone, size_t *spans)
+{
+    my_conn c;
+    int rc;
+    memset(&c, 0, sizeof c);
+    c.db = db;
+    c.spans = spans;
+    *out = NULL;
+    *len = 0;
+    *alone = 0;
+    if ((rc = put_statement(&c, op, alone)) != 0) {
+        txm__free(c.buf);
+        return rc;
+    }
+    if (!c.buf && (rc = reserve(&c, 1)) != 0)
+        return rc;
+    *out = c.buf;
+    *len = c.len;
     return 0;
 }
 
@@ -587,6 +706,8 @@ static int params_from_url(my_params *p, const txm_url *u)
     int oom = 0;
     const char *charset = MY_DEFAULT_CHARSET;
     p->connect_timeout = MY_DEFAULT_CONNECT_TIMEOUT;
+    p->read_timeout = MY_DEFAULT_IO_TIMEOUT;
+    p->write_timeout = MY_DEFAULT_IO_TIMEOUT;
     if (!u->hierarchical)
         return txm_driver_error(TXM_EINVALID, NULL, "mysql URL must look like mysql://user:pass@host:port/db: %s",
                                 u->redacted);
@@ -638,6 +759,13 @@ static int params_from_url(my_params *p, const txm_url *u)
     return 0;
 }
 
+/* Whether the connection negotiated TLS (a non-empty cipher). */
+static int has_tls(MYSQL *db)
+{
+    const char *cipher = mysql_get_ssl_cipher(db);
+    return cipher && *cipher;
+}
+
 /* Opens a MYSQL handle with p's settings. On failure returns NULL with *native / msg set. */
 static MYSQL *my_connect(const my_params *p, unsigned connect_timeout, unsigned *native, char *msg, size_t msgsz)
 {
@@ -686,6 +814,17 @@ static MYSQL *my_connect(const my_params *p, unsigned connect_timeout, unsigned 
                             CLIENT_MULTI_STATEMENTS | CLIENT_FOUND_ROWS)) {
         *native = mysql_errno(db);
         snprintf(msg, msgsz, "%s", mysql_error(db));
+        mysql_close(db);
+        return NULL;
+    }
+    /* Connector/C 3.3 falls back to plaintext, silently, when the server has no TLS and the
+     * certificate is not verified: the negotiated cipher is the only reliable word. */
+    if ((p->ssl || p->ssl_verify) && !has_tls(db)) {
+        *native = 2026; /* CR_SSL_CONNECTION_ERROR */
+        snprintf(msg, msgsz,
+                 "%s requires TLS, but the server did not negotiate it (no cipher; the server may have TLS "
+                 "disabled): connection closed",
+                 p->ssl ? "ssl=1" : "ssl_verify=1");
         mysql_close(db);
         return NULL;
     }
@@ -800,6 +939,81 @@ static int my_reconnect(txm_driver_conn *dc)
     return connect_main(c);
 }
 
+/* Whether server thread `id` is idle (no statement: it owes its client nothing), asked on k. After
+ * a KILL QUERY an idle thread shows COMMAND "Killed" instead of "Sleep" (the flag waits for its next
+ * statement), so the test is on INFO, the statement text. */
+static int server_idle(MYSQL *k, unsigned long id)
+{
+    char q[160];
+    MYSQL_RES *res;
+    MYSQL_ROW row;
+    int idle = 0;
+    snprintf(q, sizeof q,
+             "SELECT INFO IS NULL AND COMMAND IN ('Sleep', 'Killed') FROM information_schema.PROCESSLIST "
+             "WHERE ID = %lu",
+             id);
+    if (mysql_query(k, q) != 0 || (res = mysql_store_result(k)) == NULL)
+        return 0;
+    row = mysql_fetch_row(res);
+    idle = row && row[0] && strcmp(row[0], "1") == 0;
+    mysql_free_result(res);
+    return idle;
+}
+
+/* After our KILL QUERY: if the connection waits for a result while its server thread is idle, the
+ * server skipped the rest of the packet and will never answer (see wait_result). In this protocol
+ * the server never idles while it owes a result, so: idle twice over ~100 ms, the same wait
+ * (wait_seq) all along, and nothing readable on the socket mean it is stuck; shutting the socket
+ * down wakes the reader with a lost connection, which the driver reports as such (COMMIT_UNKNOWN
+ * if the unanswered statement was a COMMIT; the server rolls back what did not commit). Bounded:
+ * about a second at most, ~10 ms when the connection makes progress after the kill. */
+static void unstick(my_conn *c, MYSQL *k, unsigned long id)
+{
+    unsigned long seq0, last = 0;
+    pthread_mutex_lock(&c->id_mu);
+    seq0 = c->wait_seq;
+    pthread_mutex_unlock(&c->id_mu);
+    for (int round = 0; round < 100; round++) {
+        struct timespec tick = {0, 10 * 1000000L};
+        unsigned long seq;
+        int waiting;
+        nanosleep(&tick, NULL);
+        pthread_mutex_lock(&c->id_mu);
+        waiting = c->waiting && c->thread_id == id;
+        seq = c->wait_seq;
+        pthread_mutex_unlock(&c->id_mu);
+        /* The kill is used up by the statement it hits, or by the skip; two results later the
+         * client is past it. Not waiting, or a wait that just began: nothing to do yet. */
+        if (seq >= seq0 + 3 || (!waiting && seq != seq0))
+            return;
+        if (!waiting || seq != last) {
+            last = seq;
+            continue;
+        }
+        /* the same wait for 10 ms or more: is the server idle? */
+        if (server_idle(k, id)) {
+            struct timespec ts = {0, 100 * 1000000L};
+            nanosleep(&ts, NULL);
+            if (server_idle(k, id)) {
+                pthread_mutex_lock(&c->id_mu);
+                if (c->waiting && c->wait_seq == seq && c->thread_id == id) {
+                    struct pollfd pfd;
+                    pfd.fd = c->wait_fd;
+                    pfd.events = POLLIN;
+                    pfd.revents = 0;
+                    if (pfd.fd >= 0 && poll(&pfd, 1, 0) == 0) {
+                        shutdown(pfd.fd, SHUT_RDWR);
+                        c->unstuck = 1; /* logged by the waiting thread (no user callback here) */
+                        pthread_mutex_unlock(&c->id_mu);
+                        return;
+                    }
+                }
+                pthread_mutex_unlock(&c->id_mu);
+            }
+        }
+    }
+}
+
 /* Cancels the running statement: KILL QUERY <thread id> on a second, short-lived connection.
  * Thread-safe: reads only the immutable parameters and the mutex-guarded thread id. There is the
  * usual race of every KILL QUERY: if the statement finished just before, the kill may hit the
@@ -839,6 +1053,7 @@ static int my_cancel(txm_driver_conn *dc)
         mysql_close(k);
         return code;
     }
+    unstick(c, k, id);
     mysql_close(k);
     return 0;
 }
@@ -1138,12 +1353,14 @@ static int connection_dead(my_conn *c)
 #endif
 }
 
+static int wait_result(my_conn *c, int first);
+
 /* After a local failure: reads and discards whatever results are still coming, so that the
  * connection stays in sync (a CALL sends several). */
 static void drain(my_conn *c)
 {
     while (mysql_more_results(c->db)) {
-        int st = mysql_next_result(c->db);
+        int st = wait_result(c, 0);
         if (st != 0)
             break;
         if (mysql_field_count(c->db) > 0) {
@@ -1155,6 +1372,119 @@ static void drain(my_conn *c)
     }
     if (txm__mysql_is_connection_lost(mysql_errno(c->db), c->flavour))
         mark_broken(c);
+}
+
+/* Reads the first (first != 0) or the next result of a flight, as mysql_read_query_result /
+ * mysql_next_result do, publishing the wait for my_cancel: MariaDB skips the rest of a packet
+ * WITHOUT an answer when a KILL QUERY lands between two of its statements after the first one's OK
+ * announced more results (the server's multi-statement loop checks the kill flag; seen with the
+ * COMMIT;DO RELEASE_LOCK packet). The client would then wait forever; my_cancel, which sent the
+ * kill, sees the server idle while we wait and shuts the socket down (see unstick). */
+static int wait_result(my_conn *c, int first)
+{
+    int st, unstuck;
+    pthread_mutex_lock(&c->id_mu);
+    c->waiting = 1;
+    c->wait_seq++;
+    c->wait_fd = (int)mysql_get_socket(c->db);
+    pthread_mutex_unlock(&c->id_mu);
+    st = first ? (mysql_read_query_result(c->db) ? 1 : 0) : mysql_next_result(c->db);
+    pthread_mutex_lock(&c->id_mu);
+    c->waiting = 0;
+    unstuck = c->unstuck;
+    c->unstuck = 0;
+    pthread_mutex_unlock(&c->id_mu);
+    if (unstuck)
+        txm_driver_log(&c->base, TXM_LOG_WARN,
+                       "mysql: the server skipped the rest of the packet after txm_cancel's KILL QUERY and would "
+                       "never have answered; txm_cancel shut the connection down");
+    return st;
+}
+
+/* Ends the session: the server then releases everything it held (advisory locks included). */
+static void drop_session(my_conn *c)
+{
+    if (c->db)
+        mysql_close(c->db);
+    c->db = NULL;
+    set_thread_id(c, 0);
+    mark_broken(c);
+}
+
+/* The DO RELEASE_LOCK(...) that follows a COMMIT, ROLLBACK or ROLLBACK TO in the same packet got
+ * no success: `st` < 0, the server skipped it (a KILL QUERY between the statements, see
+ * wait_result), or an error. The op itself succeeded and stays so: nothing after a COMMIT may
+ * change its outcome. What is left is the lock state, made certain here: a skipped DO did not run,
+ * so it is sent again by itself; after an error we cannot know whether it ran (and RELEASE_LOCK
+ * is counted: releasing twice could drop a session-scoped hold of the same name), so the session
+ * is ended, which releases every lock it held. Returns 0 if the connection is still usable. */
+static int release_failed(my_conn *c, my_flight *f, const my_expect *x, int st)
+{
+    const char *what = op_name(f->ops[x->op].kind);
+    size_t tag = (size_t)(x - c->exp) + 1, mark = c->len;
+    if (st > 0) {
+        unsigned native = mysql_errno(c->db);
+        txm_driver_log(&c->base, TXM_LOG_WARN,
+                       "mysql: %s succeeded, but releasing its transaction-scoped advisory locks failed (%u: %s); %s",
+                       what, native, mysql_error(c->db),
+                       txm__mysql_is_connection_lost(native, c->flavour)
+                           ? "the connection is lost, and the server released them with it"
+                           : "closing the connection so that the server releases them (call txm_reconnect)");
+        drop_session(c);
+        return -1;
+    }
+    txm_driver_log(&c->base, TXM_LOG_WARN,
+                   "mysql: %s succeeded; the server skipped the DO RELEASE_LOCK after it (KILL QUERY between "
+                   "statements): sending it again",
+                   what);
+    /* rebuild it after the flight's text (the flight is over: nothing else is pending) */
+    {
+        int any = 0, rc = 0;
+        for (size_t i = 0; i < c->ntxlocks && !rc; i++) {
+            if (c->txlocks[i].sched != tag)
+                continue;
+            rc = puts_(c, any ? "," : "DO ");
+            if (!rc)
+                rc = puts_(c, "RELEASE_LOCK(");
+            if (!rc)
+                rc = put_quoted(c, c->txlocks[i].key, strlen(c->txlocks[i].key));
+            if (!rc)
+                rc = put(c, ")", 1);
+            any = 1;
+        }
+        f->out->round_trips++;
+        if (!rc && any && mysql_real_query(c->db, c->buf + mark, (unsigned long)(c->len - mark)) != 0) {
+            txm_driver_log(&c->base, TXM_LOG_WARN, "mysql: releasing the advisory locks again failed (%u: %s): "
+                           "closing the connection so that the server releases them", mysql_errno(c->db),
+                           mysql_error(c->db));
+            rc = -1;
+        }
+        c->len = mark;
+        c->buf[mark] = '\0';
+        if (rc) {
+            drop_session(c);
+            return -1;
+        }
+        for (size_t i = c->ntxlocks; i-- > 0;)
+            if (c->txlocks[i].sched == tag)
+                txlock_remove_at(c, i);
+    }
+    return 0;
+}
+
+/* ops[k] was not executed: the server skipped the rest of the packet without an answer. */
+static int skipped(my_conn *c, my_flight *f, size_t k)
+{
+    txm_error_detail d;
+    (void)c;
+    memset(&d, 0, sizeof d);
+    d.native_code = 1317; /* ER_QUERY_INTERRUPTED: what the server would have said */
+    d.sqlstate = "70100";
+    f->out->completed = k;
+    return txm_driver_error(TXM_ECANCELED, &d,
+                            "%s: not executed: the server skipped the rest of the statement packet without an error "
+                            "(a KILL QUERY, e.g. txm_cancel, landed between two statements)",
+                            op_name(f->ops[k].kind));
 }
 
 /* Sends the built flight and reads every result. */
@@ -1177,11 +1507,29 @@ static int exec_flight(my_conn *c, my_flight *f)
     for (size_t e = 0; e < c->nexp; e++) {
         my_expect *x = &c->exp[e];
         txm_op *op = &f->ops[x->op];
-        int st = e == 0 ? (int)mysql_read_query_result(c->db) : mysql_next_result(c->db);
+        int st = wait_result(c, e == 0);
         int scalar = -2;
 
+        if (st != 0 && x->role == R_RELEASE_TXLOCKS) {
+            /* the op's own statement succeeded (the server stops at the first error): it stays done */
+            int usable = release_failed(c, f, x, st) == 0;
+            f->out->completed = x->op + 1;
+            if (e + 1 == c->nexp)
+                return 0;
+            if (!usable) { /* the rest of the packet did not run either, and the session is gone */
+                txm_error_detail d;
+                memset(&d, 0, sizeof d);
+                d.flags = TXM_ERRF_TX_LOST;
+                f->out->completed = c->exp[e + 1].op;
+                return txm_driver_error(TXM_ECONNECTION, &d,
+                                        "%s: not executed: the advisory-lock release before it failed and txm closed "
+                                        "the connection (see the log); call txm_reconnect",
+                                        op_name(f->ops[c->exp[e + 1].op].kind));
+            }
+            return skipped(c, f, c->exp[e + 1].op);
+        }
         if (e > 0 && st == -1)
-            return fail_native(c, f, x->op, 2014, "HY000", "mysql: fewer results than statements sent", 1);
+            return skipped(c, f, x->op);
         if (st != 0)
             return fail_db(c, f, x->op, 1);
         if (mysql_field_count(c->db) > 0) {
@@ -1268,7 +1616,7 @@ static int exec_flight(my_conn *c, my_flight *f)
     /* Anything beyond the expected results belongs to the last statement (CALL returns its result
      * sets plus a final status; a stored-program body may add more): drain it, errors included. */
     while (mysql_more_results(c->db)) {
-        int st = mysql_next_result(c->db);
+        int st = wait_result(c, 0);
         if (st > 0)
             return fail_db(c, f, last_op, 1);
         if (st < 0)
