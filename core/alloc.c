@@ -10,6 +10,7 @@ static _Thread_local unsigned long fail_countdown; /* 0 = off; 1 = the next allo
 static _Thread_local bool fail_sticky;
 static _Thread_local bool fail_tripped;
 static _Thread_local unsigned long alloc_count;
+static _Thread_local unsigned long failed_count; /* allocations failed by injection */
 /* Blocks allocated and not yet freed, over all threads (the allocation sweep checks it returns to
  * its baseline; relaxed: only read by tests once the threads that allocate are quiet). */
 static atomic_long live_blocks;
@@ -22,6 +23,7 @@ void txm__alloc_fail_after(unsigned long n, bool sticky)
 }
 
 unsigned long txm__alloc_count(void) { return alloc_count; }
+unsigned long txm__alloc_failures(void) { return failed_count; }
 
 long txm__alloc_live(void) { return atomic_load_explicit(&live_blocks, memory_order_relaxed); }
 
@@ -35,12 +37,15 @@ static void *counted(void *p)
 static bool should_fail(void)
 {
     alloc_count++;
-    if (fail_tripped)
+    if (fail_tripped) {
+        failed_count += fail_sticky;
         return fail_sticky;
+    }
     if (fail_countdown == 0)
         return false;
     if (--fail_countdown == 0) {
         fail_tripped = true;
+        failed_count++;
         return true;
     }
     return false;
