@@ -622,6 +622,64 @@ static void sc_hook_tx(void)
                   (long long)item_exists(21));
 }
 
+/* A transaction-scoped advisory lock (PostgreSQL, MariaDB): whatever failed, once the
+ * application has ended its transaction the lock is free for another session; it is never kept
+ * past the transaction, and never reported taken when it was not. */
+static void sc_lock(void)
+{
+    txm_tx *t = NULL;
+    txm_conn *other = NULL;
+    int rc, lrc;
+    rc = expect_ok_or_nomem("txm_begin", txm_begin(&t, c, NULL));
+    if (rc)
+        return;
+    lrc = expect_ok_or_nomem("txm_lock", txm_lock(c, "alloc-sweep-key", TXM_LOCK_TX, 0));
+    if (lrc == 0)
+        lrc = insert_item(30, "locked");
+    if (lrc == 0)
+        expect_ok_or_nomem("txm_commit", txm_commit(t));
+    else
+        expect_ok_or_nomem("txm_rollback", txm_rollback(t));
+    txm__alloc_fail_after(0, false);
+    rc = txm_open(&other, url, NULL);
+    if (rc) {
+        violation(cur_n, "second connection: %s", txm_error_last()->message);
+        return;
+    }
+    rc = txm_lock(other, "alloc-sweep-key", TXM_LOCK_SESSION, 0);
+    if (rc)
+        violation(cur_n, "the transaction-scoped lock outlived its transaction: %s: %s", txm_err_name(rc),
+                  txm_error_last()->message);
+    else
+        txm_unlock(other, "alloc-sweep-key", TXM_LOCK_SESSION);
+    txm_close(other);
+}
+
+/* The same lock taken at depth 0 under a test baseline (its statement runs in a savepoint of its
+ * own: SAVEPOINT, lock, RELEASE in one flight). */
+static void sc_baseline_lock(void)
+{
+    txm_conn *other = NULL;
+    int rc;
+    rc = expect_ok_or_nomem("txm_test_baseline", txm_test_baseline(c));
+    if (rc)
+        return;
+    expect_ok_or_nomem("txm_lock", txm_lock(c, "alloc-sweep-key", TXM_LOCK_TX, 0));
+    expect_ok_or_nomem("txm_test_end", txm_test_end(c));
+    txm__alloc_fail_after(0, false);
+    if (txm_open(&other, url, NULL)) {
+        violation(cur_n, "second connection: %s", txm_error_last()->message);
+        return;
+    }
+    rc = txm_lock(other, "alloc-sweep-key", TXM_LOCK_SESSION, 0);
+    if (rc)
+        violation(cur_n, "the transaction-scoped lock outlived the baseline: %s: %s", txm_err_name(rc),
+                  txm_error_last()->message);
+    else
+        txm_unlock(other, "alloc-sweep-key", TXM_LOCK_SESSION);
+    txm_close(other);
+}
+
 /* ---- tests -------------------------------------------------------------------------------- */
 
 Test(sweep, open) { sweep("open", NULL, sc_open, false); }
@@ -630,6 +688,17 @@ Test(sweep, nested_rollback_hooks) { sweep("nested-rollback", NULL, sc_nested_ro
 Test(sweep, retry) { sweep("retry", NULL, sc_retry, false); }
 Test(sweep, constraint_details) { sweep("constraint", NULL, sc_constraint, false); }
 Test(sweep, hook_with_transaction) { sweep("hook-tx", NULL, sc_hook_tx, false); }
+Test(sweep, transaction_lock)
+{
+    const txm_driver *d = txm_driver_find(strcmp(engine, "postgresql") == 0 ? "postgresql" : engine);
+    if (!d || !(d->caps & TXM_CAP_ADVISORY_LOCKS)) {
+        fprintf(stderr, "[SKIP] alloc sweep %s lock: the driver has no advisory locks\n", engine);
+        teardown(); /* Criterion does not run .fini after a skip */
+        cr_skip_test("no advisory locks");
+    }
+    sweep("lock", NULL, sc_lock, false);
+    sweep("baseline-lock", NULL, sc_baseline_lock, false);
+}
 Test(sweep, rows) { sweep("rows", fill_rows, sc_rows, false); }
 /* Sticky: every allocation from the Nth on fails until the scenario returns (a heap that stays
  * exhausted): the same contract, and the rollbacks the application makes must still work. */
