@@ -23,6 +23,8 @@ TXM_INTERNAL char *txm__strndup(const char *s, size_t n);
  * while `sticky`. n = 0 disables. Thread-local. */
 TXM_INTERNAL void txm__alloc_fail_after(unsigned long n, bool sticky);
 TXM_INTERNAL unsigned long txm__alloc_count(void); /* allocations attempted by this thread */
+TXM_INTERNAL unsigned long txm__alloc_failures(void); /* allocations this thread's injection failed */
+TXM_INTERNAL long txm__alloc_live(void);           /* blocks not yet freed, all threads (leak checks) */
 
 /* ---- error.c ---- */
 #define TXM_ERR_MSG_MAX 512

@@ -12,8 +12,8 @@
 #  - Criterion records a test's verdict before its worker process exits, so a LeakSanitizer report
 #    at the worker's exit, or a crash in .fini ("crashed during its setup or teardown"), leaves
 #    the test "passing". Sanitizer reports (ERROR: LeakSanitizer / AddressSanitizer, UBSan's
-#    "runtime error:") beyond the number of tests Criterion failed, or teardown crashes, whichever
-#    is larger, move that many tests from passed to failed. test.sh runs the sanitizer tree with
+#    "runtime error:", WARNING: ThreadSanitizer) beyond the number of tests Criterion failed, or
+#    teardown crashes, whichever is larger, move that many tests from passed to failed. test.sh runs the sanitizer tree with
 #    abort_on_error=1, so every report after a verdict also shows up as a named teardown crash.
 #    Every report is printed on stderr with the test executable's name.
 #  - If the executable failed (non-zero exit, signal, timeout) but no test was counted as failed,
@@ -71,7 +71,7 @@ function num(s) { gsub(/[^0-9]/, "", s); return s + 0 }
     next
 }
 /^\[SKIP\]/ { S++; next }
-/ERROR: (LeakSanitizer|AddressSanitizer):|: runtime error: / {
+/ERROR: (LeakSanitizer|AddressSanitizer|ThreadSanitizer):|WARNING: ThreadSanitizer:|: runtime error: / {
     reports++
     printf "SANITIZER in %s: %s\n", name, $0 > "/dev/stderr"
     next

@@ -67,12 +67,16 @@ txm_need_pkgs() {
 
 # Ports in LISTEN state on any address, from /proc (hex local port of rows whose state is 0A).
 _txm_listening_ports() {
-    local f
+    local f table
     for f in /proc/net/tcp /proc/net/tcp6; do
         [ -r "$f" ] || continue
+        # Read the table in one go: bash's `read` from a /proc file reads one byte per system
+        # call and /proc regenerates the table for each, which takes minutes when the machine
+        # holds thousands of TIME_WAIT sockets (other test sessions).
+        table=$(cat "$f") || continue
         while read -r _ local _ st _; do
             [ "$st" = 0A ] && printf '%d\n' "0x${local##*:}"
-        done <"$f"
+        done <<<"$table"
     done
 }
 

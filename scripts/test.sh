@@ -5,12 +5,18 @@
 #   2. builds build/ (debugoptimized)
 #   3. starts throwaway PostgreSQL 15 and MariaDB servers on 127.0.0.1 (free non-default ports,
 #      data in a mktemp directory) and exports TXM_TEST_PG_URL and TXM_TEST_MYSQL_URL
-#   4. runs every meson test suite in build/
+#   4. runs every meson test suite in build/ (this includes the allocation sweep, suite 'alloc')
 #   5. builds build-sanitize/ with -Db_sanitize=address,undefined and runs every suite again
-#   6. stops both servers by pid (a trap does it on failure and interrupt too) and prints
-#      "N passed, N failed" over both runs, counting individual Criterion tests
+#   6. builds build-tsan/ with -Db_sanitize=thread and runs the threaded tests there (suites
+#      'tsan-local' and 'tsan-server': tests/tsan/meson.build selects them)
+#   7. builds the libFuzzer targets in build-fuzz/ (clang) and runs each fuzzer for a bounded
+#      time (scripts/fuzz.sh: SQL scanner, URL parser, MySQL error messages; replay drivers
+#      when libFuzzer does not link); each run counts as one test
+#   8. stops both servers by pid (a trap does it on failure and interrupt too) and prints the
+#      figures (allocation sites failed, fuzz executions), the phase timings and
+#      "N passed, N failed" over every tree, counting individual Criterion tests
 #
-# Exit status: 0 only if every test passed in both trees and both servers started.
+# Exit status: 0 only if every test passed in every tree and both servers started.
 #
 # Concurrency: tests in suites 'postgresql' and 'mysql' share one database per server, so they
 # run one meson test at a time (--num-processes 1; each Criterion binary also runs --jobs 1).
@@ -18,8 +24,10 @@
 # talks to a server must therefore carry suite 'postgresql' or 'mysql'.
 #
 # Environment: TXM_TEST_KEEP=1 keeps the temporary directory (server data and logs);
-# TXM_TEST_SKIP_SANITIZE=1 skips step 5 (local use only: CI runs everything);
-# TXM_TEST_TIMEOUT_MULTIPLIER (default 3) and TXM_TEST_SANITIZE_TIMEOUT_MULTIPLIER (default 6).
+# TXM_TEST_SKIP_SANITIZE=1, TXM_TEST_SKIP_TSAN=1, TXM_TEST_SKIP_FUZZ=1 skip steps 5, 6, 7 (local
+# use only: CI runs everything); TXM_TEST_FUZZ_SECONDS (default 20) per fuzzer;
+# TXM_TEST_TIMEOUT_MULTIPLIER (default 3), TXM_TEST_SANITIZE_TIMEOUT_MULTIPLIER (default 6) and
+# TXM_TEST_TSAN_TIMEOUT_MULTIPLIER (default 6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -153,21 +161,28 @@ servers_ok=1
 phase_done "start servers"
 
 # ---- 4/5. tests ----------------------------------------------------------------------------
-# run_tree DIR LABEL MULTIPLIER: two meson test runs (local suites in parallel, server suites one
-# at a time), then counts. Sets run_rc non-zero if meson reported a failure.
+# run_tree DIR LABEL MULTIPLIER [LOCAL-SUITE SERVER-SUITE]: two meson test runs (local suites in
+# parallel, server suites one at a time), then counts. Without suite names: every suite, split
+# into 'postgresql'/'mysql' and the rest; with them, only those two suites. Sets run_rc non-zero
+# if meson reported a failure.
 run_rc=0
 run_tree() {
     local dir=$1 label=$2 mult=$3 rc counts p f s
     local common=(-C "$dir" --no-rebuild --print-errorlogs --timeout-multiplier "$mult")
+    local local_sel=(--no-suite postgresql --no-suite mysql) server_sel=(--suite postgresql --suite mysql)
+    if [ $# -ge 5 ]; then
+        local_sel=(--suite "$4")
+        server_sel=(--suite "$5")
+    fi
     rm -f "$dir"/meson-logs/testlog-local.* "$dir"/meson-logs/testlog-servers.*
     section "tests: $label, local suites"
     rc=0
-    meson test "${common[@]}" --num-processes 2 --no-suite postgresql --no-suite mysql \
+    meson test "${common[@]}" --num-processes 2 "${local_sel[@]}" \
         --logbase testlog-local </dev/null || rc=$?
     [ "$rc" -eq 0 ] || run_rc=1
-    section "tests: $label, server suites (postgresql, mysql; one at a time)"
+    section "tests: $label, server suites (one at a time)"
     rc=0
-    meson test "${common[@]}" --num-processes 1 --suite postgresql --suite mysql \
+    meson test "${common[@]}" --num-processes 1 "${server_sel[@]}" \
         --logbase testlog-servers </dev/null || rc=$?
     [ "$rc" -eq 0 ] || run_rc=1
     local logs=()
@@ -205,13 +220,91 @@ if [ "${TXM_TEST_SKIP_SANITIZE:-0}" != 1 ]; then
     phase_done "tests (sanitizers)"
 fi
 
-# ---- 6. stop servers and summarise ---------------------------------------------------------
+# ---- 6. ThreadSanitizer -------------------------------------------------------------------------
+# The threaded tests only (tests/tsan/meson.build): concurrent txm_retry under contention,
+# txm_cancel from another thread, deadlocks between threads' connections, killed sessions, the
+# driver registry under concurrent first txm_open and txm_driver_register. No suppressions: the
+# client libraries (libpq, Connector/C, SQLite) are not instrumented, and nothing in them has been
+# reported; a report stops the test (halt_on_error) and counts as a failure (count-tests.sh).
+if [ "${TXM_TEST_SKIP_TSAN:-0}" != 1 ]; then
+    section "build (build-tsan/: ThreadSanitizer)"
+    configure build-tsan -Dwerror=true -Db_sanitize=thread
+    phase_done "build (tsan)"
+    export TSAN_OPTIONS=halt_on_error=1:abort_on_error=1:second_deadlock_stack=1
+    run_tree build-tsan "TSan build" "${TXM_TEST_TSAN_TIMEOUT_MULTIPLIER:-6}" tsan-local tsan-server
+    unset TSAN_OPTIONS
+    phase_done "tests (tsan)"
+fi
+
+# ---- 7. fuzzers ----------------------------------------------------------------------------------
+fuzz_lines=()
+fuzz_execs=0
+if [ "${TXM_TEST_SKIP_FUZZ:-0}" != 1 ]; then
+    section "build (build-fuzz/: clang, libFuzzer targets)"
+    if [ -f build-fuzz/build.ninja ]; then
+        meson setup --reconfigure build-fuzz -Dwerror=true
+    else
+        rm -rf build-fuzz
+        CC=clang meson setup build-fuzz -Dwerror=true
+    fi
+    # Only the fuzz targets (and the replay drivers, the fallback when libFuzzer does not link).
+    fuzz_targets=()
+    all_targets=$(ninja -C build-fuzz -t targets all)
+    for t in tests/fuzz/fuzz-sql tests/fuzz/fuzz-url tests/mysql/fuzz-mysql-errparse \
+        tests/fuzz/fuzz-replay-sql tests/fuzz/fuzz-replay-url; do
+        if grep -q "^$t:" <<<"$all_targets"; then fuzz_targets+=("$t"); fi
+    done
+    ninja -C build-fuzz "${fuzz_targets[@]}"
+    phase_done "build (fuzz)"
+    for t in sql url errparse; do
+        section "fuzz: $t (${TXM_TEST_FUZZ_SECONDS:-20} s)"
+        rc=0
+        line=$(bash scripts/fuzz.sh build-fuzz "$t" "${TXM_TEST_FUZZ_SECONDS:-20}" | tail -n 1) || rc=$?
+        echo "$line" >&2
+        fuzz_lines+=("$line")
+        if [ "$rc" -eq 0 ]; then
+            total_pass=$((total_pass + 1))
+        else
+            total_fail=$((total_fail + 1))
+        fi
+        n=$(sed -n 's/.*, \([0-9]*\) execs .*/\1/p' <<<"$line")
+        fuzz_execs=$((fuzz_execs + ${n:-0}))
+    done
+    phase_done "fuzz"
+fi
+
+# ---- 8. stop servers and summarise ---------------------------------------------------------
 stop_server "$root/scripts/pg-server.sh" "$tmp/pg" postgres
 stop_server "$root/scripts/mariadb-server.sh" "$tmp/mysql" "$tmp/mysql/my.cnf"
 phase_done "stop servers"
 
+# Figures of the allocation sweep (tests/alloc), from the sanitizer tree's logs when it ran
+# (LeakSanitizer checked every step there), else the plain tree's.
+sweep_tree=build
+[ "${TXM_TEST_SKIP_SANITIZE:-0}" != 1 ] && sweep_tree=build-sanitize
+sweep_summary=$(cat "$sweep_tree"/meson-logs/testlog-local.txt "$sweep_tree"/meson-logs/testlog-servers.txt \
+    2>/dev/null | awk '
+    /^alloc sweep [a-z]+ .*allocation sites failed/ {
+        n = $0; sub(/.*: /, "", n); sub(/ allocation sites.*/, "", n)
+        sites[$3] += n; total += n; runs++
+        l = $0; sub(/.* crashes, /, "", l); sub(/ leaks.*/, "", l); leaks += l
+    }
+    /\[FAIL\] sweep::.*CRASH/ { crashes++ }
+    END {
+        if (!runs) exit
+        printf "allocation sweep (%s): %d allocation sites failed in %d scenario runs (", tree, total, runs
+        sep = ""
+        for (e in sites) { printf "%s%s %d", sep, e, sites[e]; sep = ", " }
+        printf "), %d crashes, %d leaks\n", crashes, leaks
+    }' tree="$sweep_tree")
+
 {
     echo
+    [ -z "$sweep_summary" ] || echo "$sweep_summary"
+    if [ "${#fuzz_lines[@]}" -gt 0 ]; then
+        printf '%s\n' "${fuzz_lines[@]}"
+        echo "fuzzing: $fuzz_execs executions in total"
+    fi
     echo "timings: ${timings[*]/%/;} total: $((SECONDS - t_start))s"
     [ "$total_skip" -eq 0 ] || echo "skipped: $total_skip"
     [ "$run_rc" -eq 0 ] || echo "meson test reported failures (see above)"
