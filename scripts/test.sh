@@ -6,7 +6,8 @@
 #   3. starts throwaway PostgreSQL 15 and MariaDB servers on 127.0.0.1 (free non-default ports,
 #      data in a mktemp directory) and exports TXM_TEST_PG_URL and TXM_TEST_MYSQL_URL
 #   4. runs every meson test suite in build/ (this includes the allocation sweep, suite 'alloc')
-#   5. builds build-sanitize/ with -Db_sanitize=address,undefined and runs every suite again
+#   5. builds build-sanitize/ (-Dbuildtype=debug: -O0, where -Wformat-truncation once broke the
+#      werror build) with -Db_sanitize=address,undefined and runs every suite again
 #   6. builds build-tsan/ with -Db_sanitize=thread and runs the threaded tests there (suites
 #      'tsan-local' and 'tsan-server': tests/tsan/meson.build selects them)
 #   7. builds the libFuzzer targets in build-fuzz/ (clang) and runs each fuzzer for a bounded
@@ -207,7 +208,7 @@ phase_done "tests (plain)"
 
 if [ "${TXM_TEST_SKIP_SANITIZE:-0}" != 1 ]; then
     section "build (build-sanitize/: ASan + UBSan)"
-    configure build-sanitize -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false
+    configure build-sanitize -Dbuildtype=debug -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false
     phase_done "build (sanitizers)"
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1
     # Criterion records a verdict before the test's process exits: a leak (or a UBSan report)
