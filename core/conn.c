@@ -156,28 +156,10 @@ static void close_now(txm_conn *c)
     txm__free(c);
 }
 
-/* Performs a close requested from inside a call, after that call's result was decided: the
- * error record the call returns with (and its cause) survives the hooks the close runs. Not
- * inlined: the two records stay off the stack of every other call. */
-static __attribute__((noinline)) void deferred_close(txm_conn *c)
-{
-    txm_err_rec err, cause;
-    bool has_cause = txm_error_last()->cause != NULL;
-    txm__err_copy(&err, txm_error_last());
-    if (has_cause)
-        txm__err_copy(&cause, txm_error_last()->cause);
-    close_now(c);
-    txm__err_copy(txm__err_tls(), &err.pub);
-    if (has_cause) {
-        txm__err_copy(txm__err_tls_cause(), &cause.pub);
-        txm__err_tls()->pub.cause = &txm__err_tls_cause()->pub;
-    }
-}
-
 int txm__leave(txm_conn *c, int rc)
 {
     if (--c->busy == 0 && c->closing)
-        deferred_close(c);
+        txm__keeping_error(c, close_now); /* the call's result and error stand */
     return rc;
 }
 

@@ -168,6 +168,9 @@ struct txm_conn {
  * (keeping the thread's error record). */
 TXM_INTERNAL int txm__enter(txm_conn *c, const char *who);
 TXM_INTERNAL int txm__leave(txm_conn *c, int rc);
+/* Runs fn(c) and restores the thread's error record and its cause afterwards. Not inlined: the two
+ * 2.4 KB records it needs stay off the stack of its callers (txm_atomic bodies nest deeply). */
+TXM_INTERNAL __attribute__((noinline)) void txm__keeping_error(txm_conn *c, void (*fn)(txm_conn *c));
 /* Rolls back every open level, the baseline included (txm_close). */
 TXM_INTERNAL void txm__tx_close_all(txm_conn *c);
 /* Runs one application op (statement or lock) with whatever control ops are pending. */

@@ -716,23 +716,22 @@ static int commit_level(txm_tx *tx)
     }
 }
 
-/* Rolls the top level back and leaves the thread's error record (and its cause) as it was. Not
- * inlined: bodies may nest txm_atomic deeply, and the two 2.4 KB records would otherwise sit in
- * every level's frame. */
-static __attribute__((noinline)) void rollback_keeping_error(txm_conn *c)
+void txm__keeping_error(txm_conn *c, void (*fn)(txm_conn *c))
 {
     txm_err_rec err, cause;
     bool has_cause = txm_error_last()->cause != NULL;
     txm__err_copy(&err, txm_error_last());
     if (has_cause)
         txm__err_copy(&cause, txm_error_last()->cause);
-    rollback_top(c);
+    fn(c);
     txm__err_copy(txm__err_tls(), &err.pub);
     if (has_cause) {
         txm__err_copy(txm__err_tls_cause(), &cause.pub);
         txm__err_tls()->pub.cause = &txm__err_tls_cause()->pub;
     }
 }
+
+static void rollback_top_void(txm_conn *c) { rollback_top(c); }
 
 static int atomic(txm_conn *c, const txm_tx_options *opts, txm_body_cb body, void *payload)
 {
@@ -767,7 +766,7 @@ static int atomic(txm_conn *c, const txm_tx_options *opts, txm_body_cb body, voi
                                      "back, not committed");
     }
     if (brc != 0) {
-        rollback_keeping_error(c);
+        txm__keeping_error(c, rollback_top_void); /* the body's error is what txm_atomic reports */
         return brc;
     }
     return txm_commit(tx);
