@@ -482,3 +482,45 @@ Test(hook_chain, hook_leaving_a_level_open_is_rolled_back_and_counted)
     cr_assert(q1(c, "SELECT COUNT(*) FROM t") == 0, "the level a hook left open was committed");
     txm_close(c);
 }
+
+/* The log callback is user code too: closing the connection from it is deferred like from a hook. */
+static txm_conn *log_conn;
+static int log_closes;
+
+static void closing_logger(txm_log_level level, const char *msg, void *p)
+{
+    (void)level;
+    (void)msg;
+    (void)p;
+    if (log_conn) {
+        log_closes++;
+        txm_close(log_conn);
+    }
+}
+
+static int failing_hook(txm_conn *c, void *p)
+{
+    (void)c;
+    (void)p;
+    return txm_error_set(TXM_EDATA, "failing hook");
+}
+
+Test(close_in_hook, from_the_log_callback)
+{
+    txm_open_options o = TXM_OPEN_OPTIONS_INIT;
+    txm_tx *t = NULL;
+    o.log = closing_logger;
+    txm_conn *c = check_open(url, &o);
+    x(c, "CREATE TABLE t (id INTEGER PRIMARY KEY)");
+    log_conn = c;
+    OK(txm_begin(&t, c, NULL));
+    OK(insert(c, 1));
+    OK(txm_on_commit(c, failing_hook, NULL, NULL)); /* its failure is logged at WARN */
+    int rc = txm_commit(t);
+    log_conn = NULL;
+    cr_assert(rc == TXM_EHOOK, "%s", txm_err_name(rc));
+    cr_assert(strstr(txm_error_last()->message, "committed, but 1 of 1") != NULL, "the result survives the close: %s",
+              txm_error_last()->message);
+    cr_assert(log_closes >= 1);
+    cr_assert(count_rows() == 1);
+}
