@@ -108,6 +108,8 @@ int txm_open(txm_conn **out, const char *url, const txm_open_options *opts)
     c->url = u;
     c->opts = opts ? *opts : def;
     txm__hooks_init(&c->captured);
+    txm__hooks_init(&c->hook_queue);
+    txm__err_init(&c->hook_err);
     rc = drv->open(c->dc, u);
     if (rc) {
         txm_err_rec saved;
@@ -124,12 +126,26 @@ int txm_open(txm_conn **out, const char *url, const txm_open_options *opts)
     return 0;
 }
 
-void txm_close(txm_conn *c)
+/* ---- re-entry and closing ------------------------------------------------------------------ */
+
+int txm__enter(txm_conn *c, const char *who)
+{
+    if (c->closing)
+        return txm__err(TXM_EMISUSE,
+                        "%s: the connection is closing (txm_close was called on it from a hook, body or callback "
+                        "of a txm call still running on it); no further call on it is possible",
+                        who);
+    c->busy++;
+    return 0;
+}
+
+static void close_now(txm_conn *c)
 {
     size_t i;
-    if (!c)
-        return;
+    c->closing = true; /* hooks run by the rollback below cannot use the connection */
+    c->busy++;
     txm__tx_close_all(c);
+    txm__hooks_discard(&c->hook_queue);
     c->drv->close(c->dc);
     for (i = 0; i < c->levels_cap; i++)
         txm__free(c->levels[i]);
@@ -138,6 +154,28 @@ void txm_close(txm_conn *c)
     txm__free(c->ops);
     txm__url_free(c->url);
     txm__free(c);
+}
+
+int txm__leave(txm_conn *c, int rc)
+{
+    if (--c->busy == 0 && c->closing)
+        txm__keeping_error(c, close_now); /* the call's result and error stand */
+    return rc;
+}
+
+void txm_close(txm_conn *c)
+{
+    if (!c || c->closing)
+        return; /* a second request (e.g. from a hook that txm_close itself runs) changes nothing */
+    if (c->busy) {
+        /* Called from a hook, body or callback of a call running on c: freeing c now would pull the
+         * connection from under that call. Refuse every further call and close when it returns. */
+        c->closing = true;
+        txm__log(c, TXM_LOG_INFO, "txm_close called while a txm call is running on the connection: it closes "
+                                  "when that call returns");
+        return;
+    }
+    close_now(c);
 }
 
 const char *txm_driver_name(const txm_conn *c) { return c ? c->drv->name : ""; }
@@ -209,14 +247,11 @@ static int prepare_stmt(txm_conn *c, const char *who, const char *sql, const txm
     return 0;
 }
 
-int txm_exec(txm_conn *c, const char *sql, const txm_value *params, size_t n, int64_t *affected_out)
+static int exec_stmt(txm_conn *c, const char *sql, const txm_value *params, size_t n, int64_t *affected_out)
 {
     txm_op op;
     char *rw;
-    int rc;
-    if (affected_out)
-        *affected_out = -1;
-    rc = prepare_stmt(c, "txm_exec", sql, params, n, &op, &rw);
+    int rc = prepare_stmt(c, "txm_exec", sql, params, n, &op, &rw);
     if (rc)
         return rc;
     rc = txm__run_app_op(c, &op);
@@ -226,22 +261,30 @@ int txm_exec(txm_conn *c, const char *sql, const txm_value *params, size_t n, in
     return rc;
 }
 
-int txm_query(txm_rows **out, txm_conn *c, const char *sql, const txm_value *params, size_t n)
+int txm_exec(txm_conn *c, const char *sql, const txm_value *params, size_t n, int64_t *affected_out)
+{
+    int rc;
+    if (affected_out)
+        *affected_out = -1;
+    if (!c)
+        return txm__err(TXM_EINVALID, "txm_exec: connection is NULL");
+    if ((rc = txm__enter(c, "txm_exec")) != 0)
+        return rc;
+    return txm__leave(c, exec_stmt(c, sql, params, n, affected_out));
+}
+
+static int query_stmt(const char *who, txm_rows **out, txm_conn *c, const char *sql, const txm_value *params,
+                      size_t n)
 {
     txm_op op;
     char *rw;
-    int rc;
-    if (out)
-        *out = NULL;
-    if (!out)
-        return txm__err(TXM_EINVALID, "txm_query: out is NULL");
-    rc = prepare_stmt(c, "txm_query", sql, params, n, &op, &rw);
+    int rc = prepare_stmt(c, who, sql, params, n, &op, &rw);
     if (rc)
         return rc;
     op.sink = txm__sink_new();
     if (!op.sink) {
         txm__free(rw);
-        return txm__err(TXM_ENOMEM, "txm_query: out of memory");
+        return txm__err(TXM_ENOMEM, "%s: out of memory", who);
     }
     rc = txm__run_app_op(c, &op);
     txm__free(rw);
@@ -251,8 +294,22 @@ int txm_query(txm_rows **out, txm_conn *c, const char *sql, const txm_value *par
     }
     *out = txm__sink_to_rows(op.sink);
     if (!*out)
-        return txm__err(TXM_ENOMEM, "txm_query: out of memory");
+        return txm__err(TXM_ENOMEM, "%s: out of memory", who);
     return 0;
+}
+
+int txm_query(txm_rows **out, txm_conn *c, const char *sql, const txm_value *params, size_t n)
+{
+    int rc;
+    if (out)
+        *out = NULL;
+    if (!out)
+        return txm__err(TXM_EINVALID, "txm_query: out is NULL");
+    if (!c)
+        return txm__err(TXM_EINVALID, "txm_query: connection is NULL");
+    if ((rc = txm__enter(c, "txm_query")) != 0)
+        return rc;
+    return txm__leave(c, query_stmt("txm_query", out, c, sql, params, n));
 }
 
 int txm_query_i64(txm_conn *c, int64_t *out, const char *sql, const txm_value *params, size_t n)
@@ -263,7 +320,12 @@ int txm_query_i64(txm_conn *c, int64_t *out, const char *sql, const txm_value *p
         *out = 0;
     if (!out)
         return txm__err(TXM_EINVALID, "txm_query_i64: out is NULL");
-    rc = txm_query(&r, c, sql, params, n);
+    if (!c)
+        return txm__err(TXM_EINVALID, "txm_query_i64: connection is NULL");
+    if ((rc = txm__enter(c, "txm_query_i64")) != 0)
+        return rc;
+    rc = query_stmt("txm_query_i64", &r, c, sql, params, n);
+    rc = txm__leave(c, rc);
     if (rc)
         return rc;
     if (!txm_rows_next(r)) {
@@ -279,11 +341,8 @@ int txm_query_i64(txm_conn *c, int64_t *out, const char *sql, const txm_value *p
     return 0;
 }
 
-static int lock_op(txm_conn *c, const char *who, const char *key, unsigned flags, int timeout_ms, txm_op_kind kind)
+static int lock_check(txm_conn *c, const char *who, const char *key, unsigned flags, txm_op_kind kind)
 {
-    txm_op op;
-    if (!c)
-        return txm__err(TXM_EINVALID, "%s: connection is NULL", who);
     if (!key || !key[0])
         return txm__err(TXM_EINVALID, "%s: key is NULL or empty", who);
     if (flags & ~(unsigned)(TXM_LOCK_SHARED | TXM_LOCK_TX))
@@ -297,13 +356,27 @@ static int lock_op(txm_conn *c, const char *who, const char *key, unsigned flags
     if (kind == TXM_OP_UNLOCK && (flags & TXM_LOCK_TX))
         return txm__err(TXM_EMISUSE, "%s: transaction-scoped lock '%s' is released when the transaction ends", who,
                         key);
+    return 0;
+}
+
+static int lock_op(txm_conn *c, const char *who, const char *key, unsigned flags, int timeout_ms, txm_op_kind kind)
+{
+    txm_op op;
+    int rc;
+    if (!c)
+        return txm__err(TXM_EINVALID, "%s: connection is NULL", who);
+    if ((rc = txm__enter(c, who)) != 0)
+        return rc;
+    rc = lock_check(c, who, key, flags, kind);
+    if (rc)
+        return txm__leave(c, rc);
     memset(&op, 0, sizeof op);
     op.kind = kind;
     op.key = key;
     op.lock_flags = flags;
     op.timeout_ms = timeout_ms;
     op.affected = -1;
-    return txm__run_app_op(c, &op);
+    return txm__leave(c, txm__run_app_op(c, &op));
 }
 
 int txm_lock(txm_conn *c, const char *key, unsigned flags, int timeout_ms)
@@ -325,11 +398,9 @@ int txm_cancel(txm_conn *c)
     return c->drv->cancel(c->dc);
 }
 
-int txm_reconnect(txm_conn *c)
+static int reconnect(txm_conn *c)
 {
     int rc;
-    if (!c)
-        return txm__err(TXM_EINVALID, "txm_reconnect: connection is NULL");
     if (c->depth > 0)
         return txm__err(TXM_EMISUSE, "txm_reconnect: %zu transaction level(s) still open; roll them back first",
                         c->depth);
@@ -343,8 +414,19 @@ int txm_reconnect(txm_conn *c)
     return rc;
 }
 
+int txm_reconnect(txm_conn *c)
+{
+    int rc;
+    if (!c)
+        return txm__err(TXM_EINVALID, "txm_reconnect: connection is NULL");
+    if ((rc = txm__enter(c, "txm_reconnect")) != 0)
+        return rc;
+    return txm__leave(c, reconnect(c));
+}
+
 int txm_resolve_outcome(txm_conn *c, txm_outcome *out)
 {
+    int rc;
     if (out)
         *out = TXM_OUTCOME_UNKNOWN;
     if (!c || !out)
@@ -352,5 +434,7 @@ int txm_resolve_outcome(txm_conn *c, txm_outcome *out)
     if (!c->drv->resolve_outcome)
         return txm__err(TXM_ENOTSUPPORTED, "txm_resolve_outcome: the %s driver cannot resolve commit outcomes",
                         c->drv->name);
-    return c->drv->resolve_outcome(c->dc, out);
+    if ((rc = txm__enter(c, "txm_resolve_outcome")) != 0)
+        return rc;
+    return txm__leave(c, c->drv->resolve_outcome(c->dc, out));
 }

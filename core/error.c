@@ -206,6 +206,8 @@ int txm_err_is_transient(const txm_error *err)
 
 const char *txm_savepoint_name(char *buf, size_t size, unsigned level)
 {
+    if (!buf || size == 0)
+        return ""; /* nowhere to write: a driver bug, but not a crash */
     snprintf(buf, size, "txm_sp_%u", level);
     return buf;
 }

@@ -1,8 +1,7 @@
 /* Hook queues. Each transaction level owns an on-commit and an on-rollback list; lists move to the
- * parent when a level is released, and are run or discarded when the outcome is known. */
+ * parent when a level is released, and are run or discarded when the outcome is known. Running them
+ * is tx.c's job (run_hooks): it needs the connection's state. */
 #include "internal.h"
-
-#include <stdio.h>
 
 void txm__hooks_init(txm_hook_list *l)
 {
@@ -49,37 +48,27 @@ void txm__hooks_discard(txm_hook_list *l)
     }
 }
 
-size_t txm__hooks_run(txm_hook_list *l, txm_conn *c, txm_err_rec *first_err)
+txm_hook *txm__hooks_pop(txm_hook_list *l)
 {
-    size_t failed = 0, index = 0;
     txm_hook *h = l->head;
-    txm__hooks_init(l); /* detached: hooks may register new hooks on c */
-    while (h) {
-        txm_hook *next = h->next;
-        unsigned long seq = txm__err_seq();
-        int rc;
-        index++;
-        rc = h->fn(c, h->payload);
-        if (c)
-            c->stats.hooks_run++;
-        if (rc != 0) {
-            if (c)
-                c->stats.hooks_failed++;
-            if (failed == 0 && first_err) {
-                if (txm__err_seq() != seq) {
-                    txm__err_copy(first_err, txm_error_last());
-                } else {
-                    txm__err_init(first_err);
-                    first_err->pub.code = rc < 0 ? rc : TXM_ERROR;
-                    snprintf(first_err->message, sizeof first_err->message, "hook #%zu returned %d", index, rc);
-                }
-            }
-            failed++;
-        }
-        if (h->free_payload)
-            h->free_payload(h->payload);
-        txm__free(h);
-        h = next;
-    }
-    return failed;
+    if (!h)
+        return NULL;
+    l->head = h->next;
+    if (!l->head)
+        l->tail = &l->head;
+    l->count--;
+    h->next = NULL;
+    return h;
+}
+
+void txm__hooks_prepend(txm_hook_list *dst, txm_hook_list *src)
+{
+    if (!src->head)
+        return;
+    *src->tail = dst->head;
+    if (!dst->head)
+        dst->tail = src->tail;
+    dst->head = src->head;
+    dst->count += src->count;
+    txm__hooks_init(src);
 }

@@ -118,9 +118,8 @@ TXM_INTERNAL void txm__hooks_init(txm_hook_list *l);
 TXM_INTERNAL int txm__hooks_push(txm_hook_list *l, txm_hook_cb fn, void *payload, void (*free_payload)(void *));
 TXM_INTERNAL void txm__hooks_append(txm_hook_list *dst, txm_hook_list *src); /* moves; src becomes empty */
 TXM_INTERNAL void txm__hooks_discard(txm_hook_list *l);                     /* frees payloads */
-/* Runs and frees every hook (the list is detached first, so hooks may register new ones).
- * Returns the number that failed; the first failure's error is copied into *first_err. */
-TXM_INTERNAL size_t txm__hooks_run(txm_hook_list *l, txm_conn *c, txm_err_rec *first_err);
+TXM_INTERNAL txm_hook *txm__hooks_pop(txm_hook_list *l);                       /* first hook, unlinked; NULL if empty */
+TXM_INTERNAL void txm__hooks_prepend(txm_hook_list *dst, txm_hook_list *src); /* moves src in front of dst */
 
 /* ---- conn.c / tx.c ---- */
 struct txm_tx {
@@ -159,8 +158,24 @@ struct txm_conn {
     txm_stats stats;
     txm_op *ops;           /* reusable batch buffer */
     size_t ops_cap;
+    /* Re-entry: hooks, bodies and callbacks may call txm on the connection that runs them. */
+    unsigned busy;          /* txm calls on this connection in progress (they nest) */
+    bool closing;           /* txm_close was called: every call fails; freed when busy drops to 0 */
+    bool hooks_running;     /* a hook runner is active: hooks ready to run meanwhile are queued */
+    size_t hook_base;       /* depth when the active runner started; its hooks cannot end those levels */
+    txm_hook_list hook_queue; /* hooks queued by the running hook; they run right after it */
+    txm_err_rec hook_err;   /* the active runner's first failure (kept off the stack) */
 };
 
+/* Every public call that takes a connection brackets its work with these (conn.c). enter fails
+ * with TXM_EMISUSE naming `who` once txm_close was requested; leave returns rc and, when the
+ * outermost call on a connection whose close was requested from inside it ends, closes it
+ * (keeping the thread's error record). */
+TXM_INTERNAL int txm__enter(txm_conn *c, const char *who);
+TXM_INTERNAL int txm__leave(txm_conn *c, int rc);
+/* Runs fn(c) and restores the thread's error record and its cause afterwards. Not inlined: the two
+ * 2.4 KB records it needs stay off the stack of its callers (txm_atomic bodies nest deeply). */
+TXM_INTERNAL __attribute__((noinline)) void txm__keeping_error(txm_conn *c, void (*fn)(txm_conn *c));
 /* Rolls back every open level, the baseline included (txm_close). */
 TXM_INTERNAL void txm__tx_close_all(txm_conn *c);
 /* Runs one application op (statement or lock) with whatever control ops are pending. */

@@ -82,7 +82,21 @@ static uint64_t seed_from_env(const void *addr)
     return s ? s : 1;
 }
 
+static int retry(txm_conn *c, const txm_retry_policy *p, txm_body_cb body, void *payload);
+
 int txm_retry(txm_conn *c, const txm_retry_policy *p, txm_body_cb body, void *payload)
+{
+    int rc;
+    if (!c)
+        return txm__err(TXM_EINVALID, "txm_retry: connection is NULL");
+    if (!body)
+        return txm__err(TXM_EINVALID, "txm_retry: body is NULL");
+    if ((rc = txm__enter(c, "txm_retry")) != 0)
+        return rc;
+    return txm__leave(c, retry(c, p, body, payload));
+}
+
+static int retry(txm_conn *c, const txm_retry_policy *p, txm_body_cb body, void *payload)
 {
     static const txm_retry_policy def = TXM_RETRY_POLICY_INIT;
     txm_err_rec last;
@@ -90,10 +104,6 @@ int txm_retry(txm_conn *c, const txm_retry_policy *p, txm_body_cb body, void *pa
     unsigned attempt;
     int rc = 0;
 
-    if (!c)
-        return txm__err(TXM_EINVALID, "txm_retry: connection is NULL");
-    if (!body)
-        return txm__err(TXM_EINVALID, "txm_retry: body is NULL");
     if (!p)
         p = &def;
     if (p->version != TXM_RETRY_POLICY_VERSION)
@@ -121,16 +131,19 @@ int txm_retry(txm_conn *c, const txm_retry_policy *p, txm_body_cb body, void *pa
         } else if (txm_error_last()->cause) {
             last.pub.cause = txm_error_last()->cause; /* thread record, valid until the next error */
         }
-        if (!is_retryable(&last.pub, p->retry_on))
-            return rc;
+        if (!is_retryable(&last.pub, p->retry_on) || c->closing)
+            return rc; /* closing: txm_close was called from the body or a hook; no further attempt */
         if (attempt >= p->max_attempts)
             return rc;
         {
             uint64_t delay = txm__backoff_us(attempt, p->base_delay_us, p->max_delay_us, &rng);
             if (p->deadline_ms && txm__now_us() + delay - start >= (uint64_t)p->deadline_ms * 1000u)
                 return rc; /* the next attempt could not start within the budget */
-            if (p->before_retry)
+            if (p->before_retry) {
                 p->before_retry(attempt, &last.pub, p->payload);
+                if (c->closing)
+                    return rc;
+            }
             c->stats.retries++;
             txm__sleep_us(delay);
         }

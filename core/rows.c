@@ -94,6 +94,8 @@ int txm_sink_row(txm_sink *s, const txm_value *cells)
         s->nrows++;
         return 0;
     }
+    if (!cells)
+        return txm__err(TXM_EINVALID, "txm_sink_row: cells is NULL (the row has %zu columns)", s->ncols);
     if ((s->nrows + 1) * s->ncols > s->cap_cells) {
         size_t cap = s->cap_cells ? s->cap_cells * 2 : s->ncols * 16;
         cell *n;

@@ -70,6 +70,8 @@ int txm_require_transaction(txm_conn *c, const char *who)
 {
     if (!c)
         return txm__err(TXM_EINVALID, "txm_require_transaction: connection is NULL");
+    if (c->closing)
+        return txm__enter(c, "txm_require_transaction");
     if (txm_depth(c) == 0)
         return txm__err(TXM_EMISUSE, "%s must run inside a transaction, but none is open", who ? who : "this code");
     return 0;
@@ -79,6 +81,8 @@ int txm_forbid_transaction(txm_conn *c, const char *who)
 {
     if (!c)
         return txm__err(TXM_EINVALID, "txm_forbid_transaction: connection is NULL");
+    if (c->closing)
+        return txm__enter(c, "txm_forbid_transaction");
     if (txm_depth(c) > 0)
         return txm__err(TXM_EMISUSE,
                         "%s must not run inside a transaction, but one is open (depth %d): its effect could not be "
@@ -330,18 +334,12 @@ int txm__run_app_op(txm_conn *c, txm_op *app)
 
 /* ---- levels ------------------------------------------------------------------------------- */
 
-int txm_begin(txm_tx **out, txm_conn *c, const txm_tx_options *opts)
+static int begin_level(txm_tx **out, txm_conn *c, const txm_tx_options *opts)
 {
     static const txm_tx_options def = TXM_TX_OPTIONS_INIT;
     txm_tx *t;
     bool user_outermost;
 
-    if (out)
-        *out = NULL;
-    if (!out)
-        return txm__err(TXM_EINVALID, "txm_begin: out is NULL");
-    if (!c)
-        return txm__err(TXM_EINVALID, "txm_begin: connection is NULL");
     if (!opts)
         opts = &def;
     if (opts->version != TXM_TX_OPTIONS_VERSION)
@@ -402,6 +400,20 @@ int txm_begin(txm_tx **out, txm_conn *c, const txm_tx_options *opts)
     return 0;
 }
 
+int txm_begin(txm_tx **out, txm_conn *c, const txm_tx_options *opts)
+{
+    int rc;
+    if (out)
+        *out = NULL;
+    if (!out)
+        return txm__err(TXM_EINVALID, "txm_begin: out is NULL");
+    if (!c)
+        return txm__err(TXM_EINVALID, "txm_begin: connection is NULL");
+    if ((rc = txm__enter(c, "txm_begin")) != 0)
+        return rc;
+    return txm__leave(c, begin_level(out, c, opts));
+}
+
 static int check_end(txm_tx *tx, const char *who)
 {
     txm_conn *c;
@@ -412,6 +424,11 @@ static int check_end(txm_tx *tx, const char *who)
         return txm__err(TXM_EMISUSE, "%s: this transaction level has already ended", who);
     if (tx->baseline)
         return txm__err(TXM_EMISUSE, "%s: the test baseline is ended by txm_test_end", who);
+    if (c->hooks_running && tx->depth <= c->hook_base)
+        return txm__err(TXM_EMISUSE,
+                        "%s: a hook cannot end level %d: it was open before the hooks started running (hooks end "
+                        "only levels they opened); nothing was changed",
+                        who, (int)(tx->depth - user_base(c)));
     if (tx->depth != c->depth)
         return txm__err(TXM_EMISUSE,
                         "%s: level %d cannot end while level %zu inside it is still open (end levels innermost "
@@ -427,20 +444,84 @@ static void pop(txm_conn *c)
     c->depth--;
 }
 
-/* Runs hooks and turns failures into TXM_EHOOK (rc stays 0 when all succeed). */
+static int rollback_top(txm_conn *c);
+
+/* Runs one hook of the active runner (index = its position in the run) and frees it. A hook that
+ * left levels open has them rolled back (their on-rollback hooks are queued) and counts as failed.
+ * Returns true if it failed; the first failure is recorded in c->hook_err. */
+static bool run_one(txm_conn *c, txm_hook *h, size_t index, bool first_failure)
+{
+    unsigned long seq = txm__err_seq();
+    int rc = h->fn(c, h->payload);
+    c->stats.hooks_run++;
+    if (h->free_payload)
+        h->free_payload(h->payload);
+    txm__free(h);
+    if (c->depth > c->hook_base) {
+        size_t left = c->depth - c->hook_base;
+        while (c->depth > c->hook_base)
+            rollback_top(c);
+        if (rc == 0 && !c->closing) /* after a close request, the close would roll them back anyway */
+            rc = txm__err(TXM_EMISUSE, "hook #%zu left %zu transaction level%s open; %s rolled back", index, left,
+                          left == 1 ? "" : "s", left == 1 ? "it was" : "they were");
+    }
+    if (rc == 0)
+        return false;
+    c->stats.hooks_failed++;
+    if (first_failure) {
+        if (txm__err_seq() != seq) {
+            txm__err_copy(&c->hook_err, txm_error_last());
+        } else {
+            txm__err_init(&c->hook_err);
+            c->hook_err.pub.code = rc < 0 ? rc : TXM_ERROR;
+            snprintf(c->hook_err.message, sizeof c->hook_err.message, "hook #%zu returned %d", index, rc);
+        }
+    }
+    return true;
+}
+
+/* Runs the hooks of l (emptying it) and turns failures into TXM_EHOOK (0 when all succeed).
+ *
+ * Hooks may end levels and register hooks, so running hooks can make more hooks ready. Only the
+ * outermost call runs them: inside a hook, l is queued on the connection and 0 returned, and the
+ * runner runs the queued hooks right after the hook that queued them returns (the order of the
+ * old recursive runner), from one loop: a chain of hooks registered by hooks needs memory, not
+ * stack. The runner's result counts every hook it ran, queued ones included. */
 static int run_hooks(txm_conn *c, txm_hook_list *l, const char *what)
 {
-    txm_err_rec first;
-    size_t total = l->count, failed;
-    if (!total)
+    size_t direct = l->count, total = 0, failed = 0;
+    txm_hook_list todo;
+    txm_hook *h;
+    if (!direct)
         return 0;
-    failed = txm__hooks_run(l, c, &first);
+    if (c->hooks_running) {
+        txm__hooks_append(&c->hook_queue, l);
+        return 0;
+    }
+    c->hooks_running = true;
+    c->hook_base = c->depth;
+    txm__hooks_init(&todo);
+    txm__hooks_append(&todo, l);
+    while ((h = txm__hooks_pop(&todo)) != NULL) {
+        total++;
+        if (run_one(c, h, total, failed == 0))
+            failed++;
+        txm__hooks_prepend(&todo, &c->hook_queue);
+    }
+    c->hooks_running = false;
     if (!failed)
         return 0;
-    txm__log(c, TXM_LOG_WARN, "%zu of %zu %s hooks failed; first: %s", failed, total, what, first.message);
-    return txm__err_with_cause(TXM_EHOOK, &first.pub, "%s, but %zu of %zu %s hook%s failed; first: %s",
-                               strcmp(what, "on-commit") == 0 ? "committed" : "rolled back", failed, total, what,
-                               total == 1 ? "" : "s", first.message);
+    txm__log(c, TXM_LOG_WARN, "%zu of %zu %s hooks failed; first: %s", failed, total, what, c->hook_err.message);
+    if (total == direct)
+        return txm__err_with_cause(TXM_EHOOK, &c->hook_err.pub, "%s, but %zu of %zu %s hook%s failed; first: %s",
+                                   strcmp(what, "on-commit") == 0 ? "committed" : "rolled back", failed, total, what,
+                                   total == 1 ? "" : "s", c->hook_err.message);
+    return txm__err_with_cause(TXM_EHOOK, &c->hook_err.pub,
+                               "%s, but %zu of %zu hooks failed (%zu %s hook%s and %zu hook%s queued by hooks); "
+                               "first: %s",
+                               strcmp(what, "on-commit") == 0 ? "committed" : "rolled back", failed, total, direct,
+                               what, direct == 1 ? "" : "s", total - direct, total - direct == 1 ? "" : "s",
+                               c->hook_err.message);
 }
 
 /* Ends the top level without touching the server because an ancestor is doomed: its on-rollback
@@ -518,24 +599,50 @@ static int rollback_top(txm_conn *c)
     return rc;
 }
 
-int txm_rollback(txm_tx *tx)
+/* Brackets a call on a level handle (see txm__enter); the handle itself is checked by check_end. */
+static int enter_tx(txm_tx *tx, const char *who)
 {
-    int rc = check_end(tx, "txm_rollback");
-    if (rc)
-        return rc;
-    return rollback_top(tx->conn);
+    if (!tx)
+        return txm__err(TXM_EINVALID, "%s: transaction handle is NULL", who);
+    if (!tx->conn)
+        return txm__err(TXM_EMISUSE, "%s: this handle did not come from txm_begin", who);
+    return txm__enter(tx->conn, who);
 }
 
-int txm_commit(txm_tx *tx)
+int txm_rollback(txm_tx *tx)
 {
+    int rc = enter_tx(tx, "txm_rollback");
     txm_conn *c;
-    txm_tx *bad;
-    size_t idx;
-    int rc = check_end(tx, "txm_commit");
     if (rc)
         return rc;
     c = tx->conn;
-    idx = c->depth - 1;
+    rc = check_end(tx, "txm_rollback");
+    if (rc == 0)
+        rc = rollback_top(c);
+    return txm__leave(c, rc);
+}
+
+static int commit_level(txm_tx *tx);
+
+int txm_commit(txm_tx *tx)
+{
+    int rc = enter_tx(tx, "txm_commit");
+    txm_conn *c;
+    if (rc)
+        return rc;
+    c = tx->conn;
+    rc = check_end(tx, "txm_commit");
+    if (rc == 0)
+        rc = commit_level(tx);
+    return txm__leave(c, rc);
+}
+
+static int commit_level(txm_tx *tx)
+{
+    txm_conn *c = tx->conn;
+    txm_tx *bad;
+    size_t idx = c->depth - 1;
+    int rc;
 
     bad = failed_ancestor(c, idx);
     if (bad) {
@@ -617,16 +724,29 @@ int txm_commit(txm_tx *tx)
     }
 }
 
-int txm_atomic(txm_conn *c, const txm_tx_options *opts, txm_body_cb body, void *payload)
+void txm__keeping_error(txm_conn *c, void (*fn)(txm_conn *c))
+{
+    txm_err_rec err, cause;
+    bool has_cause = txm_error_last()->cause != NULL;
+    txm__err_copy(&err, txm_error_last());
+    if (has_cause)
+        txm__err_copy(&cause, txm_error_last()->cause);
+    fn(c);
+    txm__err_copy(txm__err_tls(), &err.pub);
+    if (has_cause) {
+        txm__err_copy(txm__err_tls_cause(), &cause.pub);
+        txm__err_tls()->pub.cause = &txm__err_tls_cause()->pub;
+    }
+}
+
+static void rollback_top_void(txm_conn *c) { rollback_top(c); }
+
+static int atomic(txm_conn *c, const txm_tx_options *opts, txm_body_cb body, void *payload)
 {
     txm_tx *tx;
     unsigned long gen;
     size_t idx;
     int rc, brc;
-    if (!c)
-        return txm__err(TXM_EINVALID, "txm_atomic: connection is NULL");
-    if (!body)
-        return txm__err(TXM_EINVALID, "txm_atomic: body is NULL");
     rc = txm_begin(&tx, c, opts);
     if (rc)
         return rc;
@@ -634,6 +754,8 @@ int txm_atomic(txm_conn *c, const txm_tx_options *opts, txm_body_cb body, void *
     idx = c->depth - 1;
     brc = body(c, payload);
     if (c->depth <= idx || c->levels[idx] != tx || !tx->active || tx->gen != gen) {
+        while (c->depth > idx)
+            rollback_top(c); /* whatever the body opened in place of its level */
         return txm__err(TXM_EMISUSE, "txm_atomic: the body ended the level it was given; it must leave ending it to "
                                      "txm_atomic");
     }
@@ -645,32 +767,35 @@ int txm_atomic(txm_conn *c, const txm_tx_options *opts, txm_body_cb body, void *
         return txm__err(TXM_EMISUSE, "txm_atomic: the body left %zu inner level%s open; everything was rolled back",
                         left, left == 1 ? "" : "s");
     }
-    if (brc != 0) {
-        txm_err_rec saved;
-        txm__err_copy(&saved, txm_error_last());
-        const txm_error *cause = txm_error_last()->cause;
-        txm_err_rec cause_copy;
-        bool had_cause = cause != NULL;
-        if (had_cause)
-            txm__err_copy(&cause_copy, cause);
+    if (c->closing) {
+        /* The body (or a hook it ran) called txm_close: never commit what it did. */
         rollback_top(c);
-        if (had_cause)
-            txm__err_with_cause(saved.pub.code, &cause_copy.pub, "%s", saved.message);
-        else
-            txm__err_copy(txm__err_tls(), &saved.pub);
+        return txm__err(TXM_EMISUSE, "txm_atomic: the connection was closed during the body; its work was rolled "
+                                     "back, not committed");
+    }
+    if (brc != 0) {
+        txm__keeping_error(c, rollback_top_void); /* the body's error is what txm_atomic reports */
         return brc;
     }
     return txm_commit(tx);
 }
 
+int txm_atomic(txm_conn *c, const txm_tx_options *opts, txm_body_cb body, void *payload)
+{
+    int rc;
+    if (!c)
+        return txm__err(TXM_EINVALID, "txm_atomic: connection is NULL");
+    if (!body)
+        return txm__err(TXM_EINVALID, "txm_atomic: body is NULL");
+    if ((rc = txm__enter(c, "txm_atomic")) != 0)
+        return rc;
+    return txm__leave(c, atomic(c, opts, body, payload));
+}
+
 /* ---- hooks -------------------------------------------------------------------------------- */
 
-int txm_on_commit(txm_conn *c, txm_hook_cb fn, void *payload, void (*free_payload)(void *))
+static int on_commit(txm_conn *c, txm_hook_cb fn, void *payload, void (*free_payload)(void *))
 {
-    if (!c)
-        return txm__err(TXM_EINVALID, "txm_on_commit: connection is NULL");
-    if (!fn)
-        return txm__err(TXM_EINVALID, "txm_on_commit: hook function is NULL");
     if (c->depth == 0) {
         txm_hook_list l;
         txm__hooks_init(&l);
@@ -683,21 +808,45 @@ int txm_on_commit(txm_conn *c, txm_hook_cb fn, void *payload, void (*free_payloa
     return txm__hooks_push(&top(c)->on_commit, fn, payload, free_payload);
 }
 
+int txm_on_commit(txm_conn *c, txm_hook_cb fn, void *payload, void (*free_payload)(void *))
+{
+    int rc;
+    if (!c)
+        return txm__err(TXM_EINVALID, "txm_on_commit: connection is NULL");
+    if (!fn)
+        return txm__err(TXM_EINVALID, "txm_on_commit: hook function is NULL");
+    if ((rc = txm__enter(c, "txm_on_commit")) != 0)
+        return rc;
+    return txm__leave(c, on_commit(c, fn, payload, free_payload));
+}
+
 int txm_on_rollback(txm_conn *c, txm_hook_cb fn, void *payload, void (*free_payload)(void *))
 {
+    int rc;
     if (!c)
         return txm__err(TXM_EINVALID, "txm_on_rollback: connection is NULL");
     if (!fn)
         return txm__err(TXM_EINVALID, "txm_on_rollback: hook function is NULL");
+    if ((rc = txm__enter(c, "txm_on_rollback")) != 0)
+        return rc;
     if (c->depth == 0) {
         if (free_payload)
             free_payload(payload);
-        return 0;
+        return txm__leave(c, 0);
     }
-    return txm__hooks_push(&top(c)->on_rollback, fn, payload, free_payload);
+    return txm__leave(c, txm__hooks_push(&top(c)->on_rollback, fn, payload, free_payload));
 }
 
 /* ---- test baseline ------------------------------------------------------------------------ */
+
+/* The test functions that open or end the baseline change levels under a running hook runner. */
+static int refuse_in_hook(txm_conn *c, const char *who)
+{
+    if (c->hooks_running)
+        return txm__err(TXM_EMISUSE, "%s: cannot be called from a hook (the baseline must not change while hooks "
+                                     "run)", who);
+    return 0;
+}
 
 int txm_test_baseline(txm_conn *c)
 {
@@ -705,36 +854,49 @@ int txm_test_baseline(txm_conn *c)
     int rc;
     if (!c)
         return txm__err(TXM_EINVALID, "txm_test_baseline: connection is NULL");
-    if (c->depth > 0)
-        return txm__err(TXM_EMISUSE, "txm_test_baseline: a transaction is already open");
-    rc = txm_begin(&t, c, NULL);
-    if (rc)
+    if ((rc = txm__enter(c, "txm_test_baseline")) != 0)
         return rc;
-    t->baseline = true;
-    c->has_baseline = true;
-    return 0;
+    if ((rc = refuse_in_hook(c, "txm_test_baseline")) != 0)
+        return txm__leave(c, rc);
+    if (c->depth > 0)
+        return txm__leave(c, txm__err(TXM_EMISUSE, "txm_test_baseline: a transaction is already open (depth %d)",
+                                      txm_depth(c)));
+    rc = txm_begin(&t, c, NULL);
+    if (rc == 0) {
+        t->baseline = true;
+        c->has_baseline = true;
+    }
+    return txm__leave(c, rc);
 }
 
 size_t txm_test_hook_count(const txm_conn *c) { return c ? c->captured.count : 0; }
 
 int txm_test_run_hooks(txm_conn *c)
 {
+    int rc;
     if (!c)
         return txm__err(TXM_EINVALID, "txm_test_run_hooks: connection is NULL");
-    return run_hooks(c, &c->captured, "on-commit");
+    if ((rc = txm__enter(c, "txm_test_run_hooks")) != 0)
+        return rc;
+    return txm__leave(c, run_hooks(c, &c->captured, "on-commit"));
 }
 
 int txm_test_end(txm_conn *c)
 {
+    int rc;
     if (!c)
         return txm__err(TXM_EINVALID, "txm_test_end: connection is NULL");
+    if ((rc = txm__enter(c, "txm_test_end")) != 0)
+        return rc;
+    if ((rc = refuse_in_hook(c, "txm_test_end")) != 0)
+        return txm__leave(c, rc);
     if (!c->has_baseline)
-        return txm__err(TXM_EMISUSE, "txm_test_end: no test baseline is open");
+        return txm__leave(c, txm__err(TXM_EMISUSE, "txm_test_end: no test baseline is open"));
     while (c->depth > 0)
         rollback_top(c);
     c->has_baseline = false;
     txm__hooks_discard(&c->captured);
-    return 0;
+    return txm__leave(c, 0);
 }
 
 void txm__tx_close_all(txm_conn *c)

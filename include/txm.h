@@ -185,8 +185,12 @@ TXM_EXTERN int txm_open_options_init(txm_open_options *opts, unsigned version);
  */
 TXM_EXTERN int txm_open(txm_conn **out, const char *url, const txm_open_options *opts);
 
-/* Rolls back every open level (running on-rollback hooks), frees every hook payload and closes
- * the connection. NULL-safe. */
+/* Rolls back every open level (running on-rollback hooks, which can no longer use the connection),
+ * frees every hook payload and closes the connection. NULL-safe; a second call is a no-op.
+ * Called from a hook, body or callback of a txm call running on c, the close is deferred: every
+ * later call on c returns TXM_EMISUSE ("connection is closing"), and c is closed when the
+ * outermost txm call on it returns (with its result unchanged); the caller must not use c after
+ * that. Using c after txm_close has freed it is undefined, like use after free(). */
 TXM_EXTERN void txm_close(txm_conn *c);
 
 /* The driver's name ("sqlite", "postgresql", "mysql") and capability bits (TXM_CAP_*). */
@@ -321,7 +325,12 @@ TXM_EXTERN int txm_atomic(txm_conn *c, const txm_tx_options *opts, txm_body_cb b
 typedef int (*txm_hook_cb)(txm_conn *c, void *payload);
 
 /* Runs fn after the outermost COMMIT succeeds, in registration order, with the connection idle
- * (fn may open transactions). Outside a transaction fn runs at once (its failure: TXM_EHOOK). */
+ * (fn may open transactions). Outside a transaction fn runs at once (its failure: TXM_EHOOK).
+ * Hooks never run inside a hook: a call made in a hook that would run hooks (txm_commit,
+ * txm_rollback, txm_atomic, txm_retry, txm_on_commit at depth 0) queues them to run right after
+ * the current hook returns, and returns without counting them; the call that started running
+ * hooks reports every hook it ran. A hook ends only levels it opened; levels it leaves open are
+ * rolled back and the hook counts as failed. */
 TXM_EXTERN int txm_on_commit(txm_conn *c, txm_hook_cb fn, void *payload, void (*free_payload)(void *));
 /* Runs fn when the current level (or an ancestor it was released into) rolls back. Outside a
  * transaction fn never runs (its payload is freed at once). */
