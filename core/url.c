@@ -42,11 +42,12 @@
  * also records every secret in every spelling a library might print: as written, percent-decoded,
  * with '+' read as a space, a quoted conninfo value with and without its quotes and backslash
  * escapes, a value cut at a space or at '&'. txm__scrub replaces each occurrence of any of them
- * (longest first) by "***" in any text; the core passes every error message, detail and log line
- * through it (core/error.c, core/conn.c). Every occurrence is masked, however short the secret:
- * a one-character password turns each of its characters in a message into "***", an ugly message
- * being better than a leaked password. Text that was cut short (a bounded buffer) also has a
- * trailing partial spelling (a prefix of a secret) masked.
+ * (longest first) by "***" in any text, and every piece of 4 bytes or more of one (servers echo
+ * pieces: MariaDB quotes only the rejected element of a ',' list); the core passes every error
+ * message, detail and log line through it (core/error.c, core/conn.c). Every occurrence is
+ * masked, however short the secret: a one-character password turns each of its characters in a
+ * message into "***", an ugly message being better than a leaked password. Text that was cut short
+ * (a bounded buffer) also has a trailing partial spelling (a prefix of a secret) masked.
  *
  * Memory: one txm__malloc block holds the txm_url, its parameter array and every string; a
  * second one holds the secret list (wiped before it is freed).
@@ -504,16 +505,31 @@ static void collect(const char *s, const url_split *u, secret_list *l, unsigned 
     scan_key_values(s, u->scheme_end + 1, u->n, l, mask);
 }
 
-/* Length of the longest secret at t[0..n), or 0. */
+/* Servers echo pieces of a value: MariaDB quotes only the element of a ',' list that it rejects,
+ * messages cut long values. So a run of PIECE_MIN or more bytes of a secret is masked too, wherever
+ * it stands; a shorter secret only where it stands whole. */
+#define PIECE_MIN 4
+
+/* Length of the longest secret, or piece of one, at t[0..n); 0 if none. */
 static size_t match_at(const url_priv *p, const char *t, size_t n)
 {
-    size_t i;
+    size_t i, j, k, best = 0;
     for (i = 0; i < p->nsecrets; i++) {
         const secret *x = &p->secrets[i];
-        if (x->len <= n && x->p[0] == t[0] && memcmp(x->p, t, x->len) == 0)
+        if (x->len <= best)
+            break; /* longest first: nothing longer follows */
+        if (x->len <= n && memcmp(x->p, t, x->len) == 0)
             return x->len;
+        for (j = 0; x->len > PIECE_MIN && j + PIECE_MIN <= x->len; j++) {
+            if (x->p[j] != t[0])
+                continue;
+            for (k = 1; k < n && j + k < x->len && x->p[j + k] == t[k];)
+                k++;
+            if (k >= PIECE_MIN && k > best)
+                best = k;
+        }
     }
-    return 0;
+    return best;
 }
 
 /* Length of the longest tail of t[0..n) that is a proper prefix of a secret, or 0. */

@@ -117,6 +117,18 @@ Test(scrub, a_short_secret_is_masked_everywhere)
     txm__url_free(u);
 }
 
+Test(scrub, pieces_of_four_bytes_or_more_are_hidden)
+{
+    /* MariaDB quotes only the rejected element of a ',' list: a piece of the password */
+    txm_url *u = parse_ok("mysql://u:Ab12%2CXy%3A9q@h/db");
+    char out[128];
+    txm__scrub(u, out, sizeof out, "Variable 'sql_mode' can't be set to the value of 'Ab12'", false);
+    cr_expect(eq(str, out, "Variable 'sql_mode' can't be set to the value of '***'"));
+    txm__scrub(u, out, sizeof out, "middle [2,Xy:] and 3 bytes [Xy:] stay", false);
+    cr_expect(eq(str, out, "middle [***] and 3 bytes [Xy:] stay"));
+    txm__url_free(u);
+}
+
 Test(scrub, the_longest_spelling_wins)
 {
     /* "p%40ss" must be masked whole, not as "p%40" + a decoded tail. */
