@@ -26,7 +26,7 @@ int txm_open_options_init(txm_open_options *opts, unsigned version)
 /* Every log line passes through the connection's secret scrubber before the callback sees it. */
 static void vlog(txm_conn *c, txm_log_level level, const char *fmt, va_list ap)
 {
-    char tmp[4096], buf[1024];
+    char tmp[2048], buf[1024];
     int w;
     if (!c || !c->opts.log || level > c->opts.log_level)
         return;

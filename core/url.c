@@ -399,6 +399,13 @@ static void scan_key_values(const char *s, size_t a, size_t n, secret_list *l, u
         for (k = j; !query && k < n && is_space(s[k]);)
             k++;
         if (k >= n || s[k] != '=' || !is_secret_key(s + i, j - i)) {
+            /* "password%3Dx": libpq decodes the name and quotes "password=x" as a bad parameter */
+            for (q = i; q + 3 <= j && is_secret_key(s + i, j - i); q++)
+                if (s[q] == '%' && s[q + 1] == '3' && (s[q + 2] == 'D' || s[q + 2] == 'd')) {
+                    sl_add_span(l, s, q + 3, j, false);
+                    mark(mask, q + 3, j);
+                    break;
+                }
             i = j - 1;
             continue;
         }

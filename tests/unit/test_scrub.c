@@ -53,6 +53,8 @@ static const struct {
     {"mysql://u:pass@word/more?tail@h/db", {"pass@word/more?tail", "word", "more", "tail", NULL}},
     {"mysql:u:Opaque8@h/db", {"Opaque8", NULL}},
     {"postgresql://u@h/db?api_token=Tok9&client_secret=Sec10", {"Tok9", "Sec10", NULL}},
+    /* an encoded '=' inside the key: libpq decodes it and quotes "password=Enc11" */
+    {"postgresql://h/db?password%3DEnc11", {"Enc11", NULL}},
 };
 
 Test(scrub, every_spelling_of_every_secret_is_hidden)
