@@ -33,6 +33,9 @@
 #include "pg_proxy.h"
 #endif
 
+/* Helpers of the server parts, unused when txm is built without those drivers. */
+#define MAYBE_UNUSED __attribute__((unused))
+
 /* The passwords: markers at both ends, every character URLs and conninfo treat specially between. */
 static const char PW[] = "Zx9Qv p@ss/w%rd?&=+'\"#:;,\\Qv9xZ";
 static const char WRONG[] = "Wq7Kj@wr%ng/pw?&='+Kj7qW";
@@ -91,7 +94,7 @@ static void conninfo_quote(char *out, size_t size, const char *s)
 }
 
 /* SQL string literal body with ' doubled (and \ doubled for MariaDB). */
-static void sql_quote(char *out, size_t size, const char *s, int backslash)
+MAYBE_UNUSED static void sql_quote(char *out, size_t size, const char *s, int backslash)
 {
     size_t o = 0;
     for (; *s && o + 3 < size; s++) {
@@ -226,7 +229,7 @@ static void open_fails(const char *what, const char *url, int want)
 }
 
 /* Runs a statement that must fail with `want` (0: any error); checks the error. */
-static void exec_fails(txm_conn *c, const char *what, int want, const char *sql, const char *param)
+MAYBE_UNUSED static void exec_fails(txm_conn *c, const char *what, int want, const char *sql, const char *param)
 {
     txm_value v[1];
     int rc;
@@ -247,7 +250,7 @@ typedef struct server {
     int port;
 } server;
 
-static int server_of(const char *env, server *s)
+MAYBE_UNUSED static int server_of(const char *env, server *s)
 {
     txm_url *u = NULL;
     const char *url = getenv(env);
@@ -276,7 +279,7 @@ static void *sleep_thread(void *arg)
 }
 
 /* Cancels the running `sql` of s->c once `probe` (on the admin connection) says it runs. */
-static void cancel_running(txm_conn *a, sleeper *s, const char *probe)
+MAYBE_UNUSED static void cancel_running(txm_conn *a, sleeper *s, const char *probe)
 {
     pthread_t t;
     int i, rc;
@@ -288,6 +291,17 @@ static void cancel_running(txm_conn *a, sleeper *s, const char *probe)
         check_err("txm_cancel");
     pthread_join(t, NULL);
     cr_expect(eq(int, s->rc, TXM_ECANCELED), "%s", txm_err_name(s->rc));
+}
+
+/* SCHEME://txm_sec:PW@host:port/db (port 0: the server's), PW encoded fully or minimally, plus a
+ * query tail. */
+MAYBE_UNUSED static void user_url(char *out, size_t size, const char *scheme, const server *sv,
+                                             const char *pw, int all, int port, const char *query)
+{
+    char enc[256];
+    url_encode(enc, sizeof enc, pw, all);
+    snprintf(out, size, "%s://txm_sec:%s@%s:%d/%s%s", scheme, enc, sv->host, port ? port : sv->port, sv->db,
+             query ? query : "");
 }
 
 /* ---- SQLite: every URL with a secret is refused, and the refusal never quotes it ----------- */
@@ -356,13 +370,9 @@ static txm_conn *pg_admin(void)
     return a;
 }
 
-/* postgresql://txm_sec:PW@host:port/db, PW encoded fully or minimally, plus a query tail. */
 static void pg_url_user(char *out, size_t size, const char *pw, int all, int port, const char *query)
 {
-    char enc[256];
-    url_encode(enc, sizeof enc, pw, all);
-    snprintf(out, size, "postgresql://txm_sec:%s@%s:%d/%s%s", enc, pg.host, port ? port : pg.port, pg.db,
-             query ? query : "");
+    user_url(out, size, "postgresql", &pg, pw, all, port, query);
 }
 
 static void pg_set_password(txm_conn *a, const char *pw)
@@ -609,10 +619,7 @@ static txm_conn *my_admin(void)
 
 static void my_url_user(char *out, size_t size, const char *pw, int all, int port, const char *query)
 {
-    char enc[256];
-    url_encode(enc, sizeof enc, pw, all);
-    snprintf(out, size, "mysql://txm_sec:%s@%s:%d/%s%s", enc, my.host, port ? port : my.port, my.db,
-             query ? query : "");
+    user_url(out, size, "mysql", &my, pw, all, port, query);
 }
 
 TestSuite(mysql, .init = setup, .fini = teardown);
