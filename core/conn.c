@@ -137,8 +137,8 @@ void txm_close(txm_conn *c)
     size_t i;
     if (!c)
         return;
+    txm__tx_close_all(c); /* its driver calls set the scope themselves; hooks run outside it */
     scope = txm__scrub_scope(c->url);
-    txm__tx_close_all(c);
     c->drv->close(c->dc);
     txm__scrub_scope(scope);
     for (i = 0; i < c->levels_cap; i++)

@@ -273,6 +273,7 @@ static bool is_secret_key(const char *s, size_t len)
 typedef struct secret {
     const char *p;
     size_t len;
+    bool pieces; /* runs of PIECE_MIN bytes of it are masked too (not for guessed spans) */
 } secret;
 
 /* What txm__url_parse returns: the public txm_url first, so a txm_url * points here. */
@@ -287,12 +288,13 @@ typedef struct url_priv {
 typedef struct secret_list {
     char *buf;
     size_t len, cap;
-    size_t (*ent)[2];
+    size_t (*ent)[3]; /* offset, length, SP_WHOLE */
     size_t n, ncap;
     bool oom;
 } secret_list;
 
-enum { SP_DECODE = 1, SP_PLUS = 2, SP_UNESCAPE = 4 };
+/* Transformations of a spelling; SP_WHOLE: mask it only whole (a guessed, maybe too wide span). */
+enum { SP_DECODE = 1, SP_PLUS = 2, SP_UNESCAPE = 4, SP_WHOLE = 8 };
 
 static bool sl_reserve(secret_list *l, size_t bytes)
 {
@@ -345,24 +347,27 @@ static void sl_add(secret_list *l, const char *src, size_t len, unsigned how)
         return;
     l->ent[l->n][0] = l->len;
     l->ent[l->n][1] = k;
+    l->ent[l->n][2] = how & SP_WHOLE;
     l->n++;
     l->len += k;
 }
 
-/* Every spelling of the secret written as s[b..e). */
-static void sl_add_span(secret_list *l, const char *s, size_t b, size_t e, bool quoted)
+/* Every spelling of the secret written as s[b..e). how: SP_UNESCAPE for a quoted conninfo value,
+ * SP_WHOLE for a guessed span. */
+static void sl_add_span(secret_list *l, const char *s, size_t b, size_t e, unsigned how)
 {
+    unsigned w = how & SP_WHOLE;
     if (b >= e)
         return;
-    sl_add(l, s + b, e - b, 0);
-    sl_add(l, s + b, e - b, SP_DECODE);
+    sl_add(l, s + b, e - b, w);
+    sl_add(l, s + b, e - b, w | SP_DECODE);
     if (find_chr(s, b, e, '+') != NONE) {
-        sl_add(l, s + b, e - b, SP_PLUS);
-        sl_add(l, s + b, e - b, SP_DECODE | SP_PLUS);
+        sl_add(l, s + b, e - b, w | SP_PLUS);
+        sl_add(l, s + b, e - b, w | SP_DECODE | SP_PLUS);
     }
-    if (quoted && find_chr(s, b, e, '\\') != NONE) {
-        sl_add(l, s + b, e - b, SP_UNESCAPE);
-        sl_add(l, s + b, e - b, SP_UNESCAPE | SP_DECODE);
+    if ((how & SP_UNESCAPE) && find_chr(s, b, e, '\\') != NONE) {
+        sl_add(l, s + b, e - b, w | SP_UNESCAPE);
+        sl_add(l, s + b, e - b, w | SP_UNESCAPE | SP_DECODE);
     }
 }
 
@@ -385,7 +390,7 @@ static bool is_space(char c) { return c == ' ' || c == '\t'; }
 /* Finds every secret key=value pair in s[a..n): records its value's spellings and marks the
  * value in `mask`. After '?' or '&' a value runs to the next '&' (query syntax); elsewhere
  * (libpq conninfo) spaces may surround '=', the value is 'quoted' (with \' and \\ escapes) or
- * runs to the next space; both readings of an unquoted value are recorded. */
+ * runs to the next space or '&' (and, when '&' comes first, also to the next space). */
 static void scan_key_values(const char *s, size_t a, size_t n, secret_list *l, unsigned char *mask)
 {
     size_t i, j, k, vb, q, e_sp, e_amp, e_min;
@@ -402,7 +407,7 @@ static void scan_key_values(const char *s, size_t a, size_t n, secret_list *l, u
             /* "password%3Dx": libpq decodes the name and quotes "password=x" as a bad parameter */
             for (q = i; q + 3 <= j && is_secret_key(s + i, j - i); q++)
                 if (s[q] == '%' && s[q + 1] == '3' && (s[q + 2] == 'D' || s[q + 2] == 'd')) {
-                    sl_add_span(l, s, q + 3, j, false);
+                    sl_add_span(l, s, q + 3, j, 0);
                     mark(mask, q + 3, j);
                     break;
                 }
@@ -415,8 +420,8 @@ static void scan_key_values(const char *s, size_t a, size_t n, secret_list *l, u
             for (q = vb + 1; q < n && s[q] != '\''; q++)
                 if (s[q] == '\\' && q + 1 < n)
                     q++;
-            sl_add_span(l, s, vb + 1, q, true);
-            sl_add_span(l, s, vb, q < n ? q + 1 : n, false);
+            sl_add_span(l, s, vb + 1, q, SP_UNESCAPE);
+            sl_add_span(l, s, vb, q < n ? q + 1 : n, 0);
             mark(mask, vb, q < n ? q + 1 : n);
             i = q;
             continue;
@@ -426,11 +431,14 @@ static void scan_key_values(const char *s, size_t a, size_t n, secret_list *l, u
         for (e_sp = vb; e_sp < n && !is_space(s[e_sp]);)
             e_sp++;
         e_min = e_sp < e_amp ? e_sp : e_amp;
-        sl_add_span(l, s, vb, e_min, false);
-        if (e_sp != e_min)
-            sl_add_span(l, s, vb, e_sp, false);
-        if (e_amp != e_min)
-            sl_add_span(l, s, vb, e_amp, false);
+        if (query) {
+            sl_add_span(l, s, vb, e_amp, 0);
+        } else {
+            /* conninfo ends the value at a space; a Connector/C-like reader at '&' */
+            sl_add_span(l, s, vb, e_min, 0);
+            if (e_sp > e_min)
+                sl_add_span(l, s, vb, e_sp, 0);
+        }
         mark(mask, vb, query ? e_amp : e_min);
         /* go on scanning inside the value: it may hold another key (never less hiding) */
     }
@@ -464,11 +472,15 @@ static int sl_finish(secret_list *l, url_priv *u)
     for (i = 0; i < l->n; i++) {
         arr[i].p = area + l->ent[i][0];
         arr[i].len = l->ent[i][1];
+        arr[i].pieces = l->ent[i][2] == 0;
     }
     qsort(arr, l->n, sizeof *arr, cmp_secret);
-    for (i = 0; i < l->n; i++)
+    for (i = 0; i < l->n; i++) {
         if (k == 0 || cmp_secret(&arr[k - 1], &arr[i]) != 0)
             arr[k++] = arr[i];
+        else
+            arr[k - 1].pieces |= arr[i].pieces; /* a real secret that a guess also found */
+    }
     u->secrets = arr;
     u->nsecrets = k;
     u->secret_bytes = bytes;
@@ -494,17 +506,19 @@ static void sl_free(secret_list *l)
 static void collect(const char *s, const url_split *u, secret_list *l, unsigned char *mask)
 {
     size_t i, b;
-    sl_add_span(l, s, u->pass.b, u->pass.e, false);
-    sl_add_span(l, s, u->mask.b, u->mask.e, false);
+    bool ambiguous = u->mask.b != u->pass.b || u->mask.e != u->pass.e;
+    sl_add_span(l, s, u->pass.b, u->pass.e, 0);
+    /* The ambiguous span is a guess that may reach into the host or query: masked only whole. */
+    sl_add_span(l, s, u->mask.b, u->mask.e, ambiguous ? SP_WHOLE : 0);
     /* An ambiguous password (an unencoded '/', '?', '@', ... in it) is split by libraries at its
      * delimiters, and they quote the pieces ("missing = in URI query parameter: rd@host"): each
      * piece of 3 bytes or more is a secret too. (The span is a guess that may reach into the host
      * or query; masking its 1-2 byte pieces everywhere would garble every message.) */
-    if (u->mask.b != u->pass.b || u->mask.e != u->pass.e)
+    if (ambiguous)
         for (i = b = u->mask.b; i <= u->mask.e; i++)
             if (i == u->mask.e || strchr("/?@#:&=[],;", s[i])) {
                 if (i - b >= 3)
-                    sl_add_span(l, s, b, i, false);
+                    sl_add_span(l, s, b, i, SP_WHOLE);
                 b = i + 1;
             }
     mark(mask, u->pass.b, u->pass.e);
@@ -527,7 +541,7 @@ static size_t match_at(const url_priv *p, const char *t, size_t n)
             break; /* longest first: nothing longer follows */
         if (x->len <= n && memcmp(x->p, t, x->len) == 0)
             return x->len;
-        for (j = 0; x->len > PIECE_MIN && j + PIECE_MIN <= x->len; j++) {
+        for (j = 0; x->pieces && x->len > PIECE_MIN && j + PIECE_MIN <= x->len; j++) {
             if (x->p[j] != t[0])
                 continue;
             for (k = 1; k < n && j + k < x->len && x->p[j + k] == t[k];)

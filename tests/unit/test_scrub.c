@@ -131,6 +131,18 @@ Test(scrub, pieces_of_four_bytes_or_more_are_hidden)
     txm__url_free(u);
 }
 
+Test(scrub, a_guessed_span_is_masked_only_whole)
+{
+    /* The ambiguous span runs to the last '@' (inside a query value here). It, and its pieces of
+     * 3+ bytes between delimiters, are masked where they stand whole; other runs of 4 bytes of it
+     * are not (the guess may reach into the host and the query). */
+    txm_url *u = parse_ok("mysql://u:pa@ss@h:3306/db?email=a@b");
+    char out[128];
+    txm__scrub(u, out, sizeof out, "[ss@h:33] [pa@ss@h:3306/db?email=a] [email]", false);
+    cr_expect(eq(str, out, "[ss@h:33] [***] [***]"));
+    txm__url_free(u);
+}
+
 Test(scrub, the_longest_spelling_wins)
 {
     /* "p%40ss" must be masked whole, not as "p%40" + a decoded tail. */
