@@ -42,8 +42,9 @@
  * also records every secret in every spelling a library might print: as written, percent-decoded,
  * with '+' read as a space, a quoted conninfo value with and without its quotes and backslash
  * escapes, a value cut at a space or at '&'. txm__scrub replaces each occurrence of any of them
- * (longest first) by "***" in any text, and every piece of 4 bytes or more of one (servers echo
- * pieces: MariaDB quotes only the rejected element of a ',' list); the core passes every error
+ * (longest first) by "***" in any text, and every piece of 4 bytes or more of one that is not a
+ * guess (servers echo pieces: MariaDB quotes only the rejected element of a ',' list; the
+ * ambiguous span above and its pieces are masked only whole); the core passes every error
  * message, detail and log line through it (core/error.c, core/conn.c). Every occurrence is
  * masked, however short the secret: a one-character password turns each of its characters in a
  * message into "***", an ugly message being better than a leaked password. Text that was cut short
