@@ -292,15 +292,23 @@ typedef struct secret_list {
     size_t (*ent)[3]; /* offset, length, SP_WHOLE */
     size_t n, ncap;
     bool oom;
+    bool over; /* more than SECRETS_MAX_BYTES / SECRETS_MAX_COUNT */
 } secret_list;
+
+/* Scrubbing costs up to (text length x recorded bytes): a URL whose secrets need more is refused
+ * (no real URL comes near; a hostile one must not make every message take seconds). */
+#define SECRETS_MAX_BYTES 32768u
+#define SECRETS_MAX_COUNT 1024u
 
 /* Transformations of a spelling; SP_WHOLE: mask it only whole (a guessed, maybe too wide span). */
 enum { SP_DECODE = 1, SP_PLUS = 2, SP_UNESCAPE = 4, SP_WHOLE = 8 };
 
 static bool sl_reserve(secret_list *l, size_t bytes)
 {
-    if (l->oom)
+    if (l->oom || l->over)
         return false;
+    if (bytes > SECRETS_MAX_BYTES - l->len || l->n >= SECRETS_MAX_COUNT)
+        return !(l->over = true);
     if (l->n == l->ncap) {
         size_t nc = l->ncap ? 2 * l->ncap : 16;
         void *ne = txm__realloc(l->ent, nc * sizeof *l->ent);
@@ -392,9 +400,20 @@ static bool is_space(char c) { return c == ' ' || c == '\t'; }
  * value in `mask`. After '?' or '&' a value runs to the next '&' (query syntax); elsewhere
  * (libpq conninfo) spaces may surround '=', the value is 'quoted' (with \' and \\ escapes) or
  * runs to the next space or '&' (and, when '&' comes first, also to the next space). */
+/* The first index >= from whose byte is in `set` (n if none). *cache remembers the last answer,
+ * which stays right for every later `from` up to it: the scan stays linear in n. */
+static size_t next_of(const char *s, size_t from, size_t n, const char *set, size_t *cache)
+{
+    if (*cache != NONE && *cache >= from)
+        return *cache;
+    while (from < n && !strchr(set, s[from]))
+        from++;
+    return *cache = from;
+}
+
 static void scan_key_values(const char *s, size_t a, size_t n, secret_list *l, unsigned char *mask)
 {
-    size_t i, j, k, vb, q, e_sp, e_amp, e_min;
+    size_t i, j, k, vb, q, e_sp, e_amp, e_min, amp_cache = NONE, sp_cache = NONE;
     for (i = a; i < n; i++) {
         bool query;
         if ((i > a && !is_key_boundary(s[i - 1])) || !is_key_char((unsigned char)s[i]))
@@ -406,7 +425,7 @@ static void scan_key_values(const char *s, size_t a, size_t n, secret_list *l, u
             k++;
         if (k >= n || s[k] != '=' || !is_secret_key(s + i, j - i)) {
             /* "password%3Dx": libpq decodes the name and quotes "password=x" as a bad parameter */
-            for (q = i; q + 3 <= j && is_secret_key(s + i, j - i); q++)
+            for (q = is_secret_key(s + i, j - i) ? i : j; q + 3 <= j; q++)
                 if (s[q] == '%' && s[q + 1] == '3' && (s[q + 2] == 'D' || s[q + 2] == 'd')) {
                     sl_add_span(l, s, q + 3, j, 0);
                     mark(mask, q + 3, j);
@@ -427,10 +446,8 @@ static void scan_key_values(const char *s, size_t a, size_t n, secret_list *l, u
             i = q;
             continue;
         }
-        e_amp = find_chr(s, vb, n, '&');
-        e_amp = e_amp == NONE ? n : e_amp;
-        for (e_sp = vb; e_sp < n && !is_space(s[e_sp]);)
-            e_sp++;
+        e_amp = next_of(s, vb, n, "&", &amp_cache);
+        e_sp = next_of(s, vb, n, " \t", &sp_cache);
         e_min = e_sp < e_amp ? e_sp : e_amp;
         if (query) {
             sl_add_span(l, s, vb, e_amp, 0);
@@ -783,6 +800,13 @@ int txm__url_parse(txm_url **out, const char *s)
         txm__free(mask);
         sl_free(&sl);
         return txm__err(TXM_ENOMEM, "out of memory parsing a URL (%zu bytes)", n);
+    }
+    if (sl.over) {
+        txm__free(mask);
+        sl_free(&sl);
+        return txm__err(TXM_EINVALID, "invalid URL: its passwords and secret parameters take more than %u bytes "
+                                      "(or %u spellings) in all; txm refuses to scrub messages of so many",
+                        SECRETS_MAX_BYTES, SECRETS_MAX_COUNT);
     }
     red_len = write_redacted(s, n, mask, NULL);
 

@@ -240,6 +240,31 @@ Test(scrub, url_parse_errors_quote_a_scrubbed_url)
               txm_error_last()->message);
 }
 
+/* Scrubbing costs (text x recorded bytes): absurd secret lists are refused, quickly, and the
+ * scan of a long URL stays linear (no quadratic search for the next space or '&'). */
+Test(scrub, absurd_secret_lists_are_refused)
+{
+    static char url[600000];
+    size_t o, i;
+    txm_url *u = NULL;
+    o = (size_t)snprintf(url, sizeof url, "postgresql://h/db?x=1");
+    for (i = 0; i < 20000; i++)
+        o += (size_t)snprintf(url + o, sizeof url - o, "&password=Pw%07zuq", i);
+    cr_assert(eq(int, txm__url_parse(&u, url), TXM_EINVALID));
+    cr_expect(strstr(txm_error_last()->message, "more than 32768 bytes") != NULL, "%s", txm_error_last()->message);
+    cr_expect(eq(ptr, u, NULL));
+    /* many keys that are no secrets, and a long password well under the bound, are fine */
+    o = (size_t)snprintf(url, sizeof url, "postgresql://u:");
+    for (i = 0; i < 4000; i++)
+        url[o++] = (char)('a' + i % 26);
+    o += (size_t)snprintf(url + o, sizeof url - o, "@h/db?x=1");
+    for (i = 0; i < 20000; i++)
+        o += (size_t)snprintf(url + o, sizeof url - o, "&k%zu=v", i);
+    u = parse_ok(url);
+    cr_expect(eq(sz, u->nparams, 20001));
+    txm__url_free(u);
+}
+
 Test(scrub, allocation_failure_at_every_step_of_a_parse)
 {
     const char *url = "postgresql://u:p%40ss@h/db?password=x+y&sslpassword='k'&pwd=zz";
