@@ -23,12 +23,15 @@ int txm_open_options_init(txm_open_options *opts, unsigned version)
     return 0;
 }
 
+/* Every log line passes through the connection's secret scrubber before the callback sees it. */
 static void vlog(txm_conn *c, txm_log_level level, const char *fmt, va_list ap)
 {
-    char buf[1024];
+    char tmp[2048], buf[1024];
+    int w;
     if (!c || !c->opts.log || level > c->opts.log_level)
         return;
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    w = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    txm__scrub(c->url, buf, sizeof buf, w < 0 ? "" : tmp, w < 0 || (size_t)w >= sizeof tmp);
     c->opts.log(level, buf, c->opts.log_payload);
 }
 
@@ -72,6 +75,7 @@ int txm_open(txm_conn **out, const char *url, const txm_open_options *opts)
     static const txm_open_options def = TXM_OPEN_OPTIONS_INIT;
     char scheme[32];
     const txm_driver *drv;
+    const txm_url *scope;
     txm_url *u = NULL;
     txm_conn *c;
     int rc;
@@ -110,11 +114,13 @@ int txm_open(txm_conn **out, const char *url, const txm_open_options *opts)
     txm__hooks_init(&c->captured);
     txm__hooks_init(&c->hook_queue);
     txm__err_init(&c->hook_err);
+    scope = txm__scrub_scope(u);
     rc = drv->open(c->dc, u);
     if (rc) {
         txm_err_rec saved;
         txm__err_copy(&saved, txm_error_last());
         drv->close(c->dc);
+        txm__scrub_scope(scope);
         txm__url_free(u);
         txm__free(c);
         if (saved.pub.code != rc || saved.message[0] == '\0')
@@ -122,6 +128,7 @@ int txm_open(txm_conn **out, const char *url, const txm_open_options *opts)
         txm__err_copy(txm__err_tls(), &saved.pub);
         return rc;
     }
+    txm__scrub_scope(scope);
     *out = c;
     return 0;
 }
@@ -141,12 +148,15 @@ int txm__enter(txm_conn *c, const char *who)
 
 static void close_now(txm_conn *c)
 {
+    const txm_url *scope;
     size_t i;
     c->closing = true; /* hooks run by the rollback below cannot use the connection */
     c->busy++;
-    txm__tx_close_all(c);
+    txm__tx_close_all(c); /* its driver calls set the scope themselves; hooks run outside it */
     txm__hooks_discard(&c->hook_queue);
+    scope = txm__scrub_scope(c->url);
     c->drv->close(c->dc);
+    txm__scrub_scope(scope);
     for (i = 0; i < c->levels_cap; i++)
         txm__free(c->levels[i]);
     txm__free(c->levels);
@@ -391,22 +401,30 @@ int txm_unlock(txm_conn *c, const char *key, unsigned flags)
 
 int txm_cancel(txm_conn *c)
 {
+    const txm_url *scope;
+    int rc;
     if (!c)
         return txm__err(TXM_EINVALID, "txm_cancel: connection is NULL");
     if (!c->drv->cancel)
         return txm__err(TXM_ENOTSUPPORTED, "txm_cancel: the %s driver cannot cancel statements", c->drv->name);
-    return c->drv->cancel(c->dc);
+    scope = txm__scrub_scope(c->url);
+    rc = c->drv->cancel(c->dc);
+    txm__scrub_scope(scope);
+    return rc;
 }
 
 static int reconnect(txm_conn *c)
 {
+    const txm_url *scope;
     int rc;
     if (c->depth > 0)
         return txm__err(TXM_EMISUSE, "txm_reconnect: %zu transaction level(s) still open; roll them back first",
                         c->depth);
     if (!c->drv->reconnect)
         return txm__err(TXM_ENOTSUPPORTED, "txm_reconnect: the %s driver cannot reconnect", c->drv->name);
+    scope = txm__scrub_scope(c->url);
     rc = c->drv->reconnect(c->dc);
+    txm__scrub_scope(scope);
     if (rc == 0) {
         c->broken = false;
         c->server_in_tx = false;
@@ -426,6 +444,7 @@ int txm_reconnect(txm_conn *c)
 
 int txm_resolve_outcome(txm_conn *c, txm_outcome *out)
 {
+    const txm_url *scope;
     int rc;
     if (out)
         *out = TXM_OUTCOME_UNKNOWN;
@@ -436,5 +455,8 @@ int txm_resolve_outcome(txm_conn *c, txm_outcome *out)
                         c->drv->name);
     if ((rc = txm__enter(c, "txm_resolve_outcome")) != 0)
         return rc;
-    return txm__leave(c, c->drv->resolve_outcome(c->dc, out));
+    scope = txm__scrub_scope(c->url);
+    rc = c->drv->resolve_outcome(c->dc, out);
+    txm__scrub_scope(scope);
+    return txm__leave(c, rc);
 }

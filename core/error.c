@@ -8,6 +8,24 @@ static _Thread_local txm_err_rec tls_err;
 static _Thread_local txm_err_rec tls_cause;
 static _Thread_local bool tls_ready;
 static _Thread_local unsigned long tls_seq;
+static _Thread_local const txm_url *tls_scope;
+
+const txm_url *txm__scrub_scope(const txm_url *url)
+{
+    const txm_url *prev = tls_scope;
+    tls_scope = url;
+    return prev;
+}
+
+/* A driver-supplied field into the record, scrubbed in scope. A source as long as the field may
+ * have been cut by the driver: its tail is checked for the start of a secret. */
+static void put_field(char *dst, const char *src, size_t size)
+{
+    if (tls_scope)
+        txm__scrub(tls_scope, dst, size, src, src && strlen(src) + 4 >= size);
+    else
+        txm__strlcpy(dst, src, size);
+}
 
 void txm__strlcpy(char *dst, const char *src, size_t size)
 {
@@ -95,9 +113,15 @@ int txm__verr(int code, const char *fmt, va_list ap)
     txm_err_rec *r = txm__err_tls();
     txm__err_init(r);
     r->pub.code = code;
-    if (fmt)
+    if (fmt && tls_scope) {
+        /* Formatted in full first: a secret cut by the message bound would escape a scrub of the
+         * bounded text (only its tail is checked). */
+        char tmp[TXM_ERR_MSG_MAX * 4];
+        int w = vsnprintf(tmp, sizeof tmp, fmt, ap);
+        txm__scrub(tls_scope, r->message, sizeof r->message, w < 0 ? "" : tmp, w < 0 || (size_t)w >= sizeof tmp);
+    } else if (fmt) {
         vsnprintf(r->message, sizeof r->message, fmt, ap);
-    else
+    } else
         txm__strlcpy(r->message, txm_strerror(code), sizeof r->message);
     tls_seq++;
     return code;
@@ -151,11 +175,11 @@ int txm_driver_error(int code, const txm_error_detail *d, const char *fmt, ...)
     if (d) {
         txm__strlcpy(r->sqlstate, d->sqlstate, sizeof r->sqlstate);
         r->pub.native_code = d->native_code;
-        txm__strlcpy(r->constraint_name, d->constraint_name, sizeof r->constraint_name);
-        txm__strlcpy(r->table_name, d->table_name, sizeof r->table_name);
-        txm__strlcpy(r->column_name, d->column_name, sizeof r->column_name);
-        txm__strlcpy(r->schema_name, d->schema_name, sizeof r->schema_name);
-        txm__strlcpy(r->detail, d->detail, sizeof r->detail);
+        put_field(r->constraint_name, d->constraint_name, sizeof r->constraint_name);
+        put_field(r->table_name, d->table_name, sizeof r->table_name);
+        put_field(r->column_name, d->column_name, sizeof r->column_name);
+        put_field(r->schema_name, d->schema_name, sizeof r->schema_name);
+        put_field(r->detail, d->detail, sizeof r->detail);
         r->pub.flags = d->flags;
     }
     return code;

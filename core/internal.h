@@ -54,6 +54,10 @@ TXM_INTERNAL int txm__verr(int code, const char *fmt, va_list ap);
 TXM_INTERNAL int txm__err_with_cause(int code, const txm_error *cause, const char *fmt, ...) TXM_PRINTF(3, 4);
 /* Incremented whenever the thread's last error is set (detects whether a hook reported one). */
 TXM_INTERNAL unsigned long txm__err_seq(void);
+/* The scrub scope: the URL whose secrets every error record set on this thread is scrubbed of
+ * (txm__verr, txm_driver_error). The core sets it around every driver call and URL parse and
+ * restores the previous one after: txm__scrub_scope(url) returns the previous scope. */
+TXM_INTERNAL const txm_url *txm__scrub_scope(const txm_url *url);
 /* Safe bounded copy; always NUL-terminates; "" for NULL src. */
 TXM_INTERNAL void txm__strlcpy(char *dst, const char *src, size_t size);
 
@@ -69,6 +73,14 @@ TXM_INTERNAL int txm__url_parse(txm_url **out, const char *s);
 TXM_INTERNAL void txm__url_free(txm_url *u);
 /* The scheme of `s` (letters, digits, + - .) copied into buf, or TXM_EINVALID. */
 TXM_INTERNAL int txm__url_scheme(const char *s, char *buf, size_t size);
+/* THE secret scrubber (the only one in txm; see url.c). Copies src into dst (always
+ * NUL-terminated, at most size - 1 bytes) with every occurrence of every spelling of every secret
+ * of `url` replaced by "***", longest first. When the copy had to be cut, or `cut` says src itself
+ * may have been cut at its end, a trailing prefix of a secret is masked too. url NULL or without
+ * secrets: a plain bounded copy. Returns strlen(dst). Allocates nothing (callable anywhere). */
+TXM_INTERNAL size_t txm__scrub(const txm_url *url, char *dst, size_t size, const char *src, bool cut);
+/* Number of recorded spellings (tests). */
+TXM_INTERNAL size_t txm__url_secret_count(const txm_url *url);
 
 /* ---- sql.c ---- */
 /* Scans `sql` for `?` placeholders outside literals/identifiers/comments (per `dialect`) and, for

@@ -163,9 +163,12 @@ static void count_ops(txm_conn *c, const txm_op *ops, size_t sent)
 static int drive(txm_conn *c, txm_op *ops, size_t n, size_t *completed)
 {
     txm_run_result res;
+    const txm_url *scope;
     int rc;
     memset(&res, 0, sizeof res);
+    scope = txm__scrub_scope(c->url);
     rc = c->drv->run(c->dc, ops, n, &res);
+    txm__scrub_scope(scope);
     if (rc == 0)
         res.completed = n;
     else if (res.completed >= n)
@@ -184,7 +187,12 @@ static txm_tx_status server_status(txm_conn *c)
 {
     if (c->broken || !c->drv->tx_status)
         return TXM_TXS_UNKNOWN;
-    return c->drv->tx_status(c->dc);
+    {
+        const txm_url *scope = txm__scrub_scope(c->url);
+        txm_tx_status st = c->drv->tx_status(c->dc);
+        txm__scrub_scope(scope);
+        return st;
+    }
 }
 
 /* Poisons after a failed run inside a transaction. */

@@ -21,10 +21,14 @@
  *    empty name is TXM_EINVALID. Duplicates are kept; txm_url_param_get returns the last one.
  *  - There are no fragments: '#' is an ordinary character (it is common in passwords).
  *
- * Redaction. `redacted` is the URL as given with secrets replaced by "***":
+ * Redaction. `redacted` is the URL as given with every secret replaced by "***":
  *  - the password of the user information;
- *  - the value of every query parameter whose (decoded, case-insensitive) name contains "pass",
- *    "pwd", "secret" or "token", or is "key"/"hexkey" (SQLCipher).
+ *  - the value of every key=value pair whose (decoded, case-insensitive) key contains "pass",
+ *    "pwd", "secret" or "token", or is "key"/"hexkey" (SQLCipher). This covers query parameters
+ *    (?password=..., ?pass%77ord=...) and libpq conninfo written after the scheme
+ *    (postgresql:host=h password=x, password = 'a b'): a key counts after the scheme's ':', a
+ *    space, a tab, '?', '&', ';', ',', ':' or '/'. libpq's secret keywords (dispchar "*" in
+ *    PQconndefaults: password, sslpassword) and Connector/C's (password, passwd) all match.
  * A password holding an unencoded '/', '?' or '@' makes the URL ambiguous: parsed by the RFC
  * rules its tail would become host, port or path, and would appear in error messages. So when an
  * '@' follows the authority, everything from the first ':' after "//" up to the last '@' is
@@ -33,12 +37,27 @@
  * out ("user:secret@host"). Redaction errs on the side of hiding: an '@' in a query value may
  * mask more than the password. Error messages quote only `redacted`, never the input.
  *
- * Memory: one txm__malloc block holds the txm_url, its parameter array and every string.
+ * Secrets and scrubbing. Redaction hides a secret where the URL writes it, but a library may
+ * echo the URL or a piece of it in its own words (libpq quotes a bad URI whole). So the parser
+ * also records every secret in every spelling a library might print: as written, percent-decoded,
+ * with '+' read as a space, a quoted conninfo value with and without its quotes and backslash
+ * escapes, a value cut at a space or at '&'. txm__scrub replaces each occurrence of any of them
+ * (longest first) by "***" in any text, and every piece of 4 bytes or more of one that is not a
+ * guess (servers echo pieces: MariaDB quotes only the rejected element of a ',' list; the
+ * ambiguous span above and its pieces are masked only whole); the core passes every error
+ * message, detail and log line through it (core/error.c, core/conn.c). Every occurrence is
+ * masked, however short the secret: a one-character password turns each of its characters in a
+ * message into "***", an ugly message being better than a leaked password. Text that was cut short
+ * (a bounded buffer) also has a trailing partial spelling (a prefix of a secret) masked.
+ *
+ * Memory: one txm__malloc block holds the txm_url, its parameter array and every string; a
+ * second one holds the secret list (wiped before it is freed).
  */
 #include "internal.h"
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define NONE SIZE_MAX
@@ -250,55 +269,410 @@ static bool is_secret_key(const char *s, size_t len)
     return false;
 }
 
-/* Writes the redacted URL into dst (room: see redacted_max) and returns its length. */
-static size_t write_redacted(const char *s, const url_split *u, char *dst)
+/* ---- secrets: every spelling of every secret ---- */
+
+typedef struct secret {
+    const char *p;
+    size_t len;
+    bool pieces; /* runs of PIECE_MIN bytes of it are masked too (not for guessed spans) */
+} secret;
+
+/* What txm__url_parse returns: the public txm_url first, so a txm_url * points here. */
+typedef struct url_priv {
+    txm_url pub;
+    secret *secrets; /* longest first, no duplicates, none empty */
+    size_t nsecrets;
+    size_t secret_bytes; /* size of the block `secrets` points to */
+} url_priv;
+
+/* Spellings collected while parsing: bytes back to back in buf, entries as (offset, length). */
+typedef struct secret_list {
+    char *buf;
+    size_t len, cap;
+    size_t (*ent)[3]; /* offset, length, SP_WHOLE */
+    size_t n, ncap;
+    bool oom;
+    bool over; /* more than SECRETS_MAX_BYTES / SECRETS_MAX_COUNT */
+} secret_list;
+
+/* Scrubbing costs up to (text length x recorded bytes): a URL whose secrets need more is refused
+ * (no real URL comes near; a hostile one must not make every message take seconds). */
+#define SECRETS_MAX_BYTES 32768u
+#define SECRETS_MAX_COUNT 1024u
+
+/* Transformations of a spelling; SP_WHOLE: mask it only whole (a guessed, maybe too wide span). */
+enum { SP_DECODE = 1, SP_PLUS = 2, SP_UNESCAPE = 4, SP_WHOLE = 8 };
+
+static bool sl_reserve(secret_list *l, size_t bytes)
 {
-    size_t i = 0, k = 0, vb = NONE, ve = NONE;
-    while (i < u->n) {
-        if (u->mask.b < u->mask.e && i >= u->mask.b && i < u->mask.e) {
-            memcpy(dst + k, "***", 3);
-            k += 3;
-            i = u->mask.e;
-            continue;
-        }
-        if (vb != NONE && i >= vb && i < ve) {
-            memcpy(dst + k, "***", 3);
-            k += 3;
-            i = ve;
-            continue;
-        }
-        dst[k++] = s[i];
-        if ((s[i] == '?' || s[i] == '&') && i > u->scheme_end) {
-            size_t kb = i + 1, ke = kb;
-            while (ke < u->n && s[ke] != '=' && s[ke] != '&')
-                ke++;
-            if (ke < u->n && s[ke] == '=' && is_secret_key(s + kb, ke - kb)) {
-                vb = ke + 1;
-                ve = vb;
-                while (ve < u->n && s[ve] != '&')
-                    ve++;
-            }
-        }
-        i++;
+    if (l->oom || l->over)
+        return false;
+    if (bytes > SECRETS_MAX_BYTES - l->len || l->n >= SECRETS_MAX_COUNT)
+        return !(l->over = true);
+    if (l->n == l->ncap) {
+        size_t nc = l->ncap ? 2 * l->ncap : 16;
+        void *ne = txm__realloc(l->ent, nc * sizeof *l->ent);
+        if (!ne)
+            return !(l->oom = true);
+        l->ent = ne;
+        l->ncap = nc;
     }
-    dst[k] = '\0';
-    return k;
+    if (l->cap - l->len < bytes) {
+        size_t nc = l->cap ? l->cap : 64;
+        char *nb;
+        while (nc - l->len < bytes)
+            nc *= 2;
+        nb = txm__realloc(l->buf, nc);
+        if (!nb)
+            return !(l->oom = true);
+        l->buf = nb;
+        l->cap = nc;
+    }
+    return true;
 }
 
-/* Upper bound of strlen(redacted) + 1: each "***" replaces at least one byte, and there is at
- * most one per '?' or '&' plus two for the password mask. */
-static size_t redacted_max(const char *s, size_t n)
+/* Adds src[0..len) transformed by `how` (SP_*; never longer than the source). Malformed
+ * percent-escapes stay as written: a library that cannot decode them prints them raw. */
+static void sl_add(secret_list *l, const char *src, size_t len, unsigned how)
 {
-    size_t marks = 0, i;
-    for (i = 0; i < n; i++)
-        marks += s[i] == '?' || s[i] == '&';
-    return n + 2 * (marks + 2) + 1;
+    char *d;
+    size_t i, k = 0;
+    int hi, lo;
+    if (len == 0 || !sl_reserve(l, len))
+        return;
+    d = l->buf + l->len;
+    for (i = 0; i < len; i++) {
+        char c = src[i];
+        if ((how & SP_UNESCAPE) && c == '\\' && i + 1 < len)
+            c = src[++i];
+        else if ((how & SP_DECODE) && c == '%' && i + 2 < len && (hi = hex_val((unsigned char)src[i + 1])) >= 0 &&
+                 (lo = hex_val((unsigned char)src[i + 2])) >= 0 && (hi | lo))
+            c = (char)(hi * 16 + lo), i += 2;
+        else if ((how & SP_PLUS) && c == '+')
+            c = ' ';
+        d[k++] = c;
+    }
+    if (k == 0)
+        return;
+    l->ent[l->n][0] = l->len;
+    l->ent[l->n][1] = k;
+    l->ent[l->n][2] = how & SP_WHOLE;
+    l->n++;
+    l->len += k;
+}
+
+/* Every spelling of the secret written as s[b..e). how: SP_UNESCAPE for a quoted conninfo value,
+ * SP_WHOLE for a guessed span. */
+static void sl_add_span(secret_list *l, const char *s, size_t b, size_t e, unsigned how)
+{
+    unsigned w = how & SP_WHOLE;
+    if (b >= e)
+        return;
+    sl_add(l, s + b, e - b, w);
+    sl_add(l, s + b, e - b, w | SP_DECODE);
+    if (find_chr(s, b, e, '+') != NONE) {
+        sl_add(l, s + b, e - b, w | SP_PLUS);
+        sl_add(l, s + b, e - b, w | SP_DECODE | SP_PLUS);
+    }
+    if ((how & SP_UNESCAPE) && find_chr(s, b, e, '\\') != NONE) {
+        sl_add(l, s + b, e - b, w | SP_UNESCAPE);
+        sl_add(l, s + b, e - b, w | SP_UNESCAPE | SP_DECODE);
+    }
+}
+
+static void mark(unsigned char *mask, size_t b, size_t e)
+{
+    if (b < e)
+        memset(mask + b, 1, e - b);
+}
+
+static bool is_key_char(unsigned char c)
+{
+    return is_alpha(c) || is_digit(c) || c == '_' || c == '-' || c == '.' || c == '%';
+}
+static bool is_key_boundary(char c)
+{
+    return c == ' ' || c == '\t' || c == '?' || c == '&' || c == ';' || c == ',' || c == ':' || c == '/';
+}
+static bool is_space(char c) { return c == ' ' || c == '\t'; }
+
+/* Finds every secret key=value pair in s[a..n): records its value's spellings and marks the
+ * value in `mask`. After '?' or '&' a value runs to the next '&' (query syntax); elsewhere
+ * (libpq conninfo) spaces may surround '=', the value is 'quoted' (with \' and \\ escapes) or
+ * runs to the next space or '&' (and, when '&' comes first, also to the next space). */
+/* The first index >= from whose byte is in `set` (n if none). *cache remembers the last answer,
+ * which stays right for every later `from` up to it: the scan stays linear in n. */
+static size_t next_of(const char *s, size_t from, size_t n, const char *set, size_t *cache)
+{
+    if (*cache != NONE && *cache >= from)
+        return *cache;
+    while (from < n && !strchr(set, s[from]))
+        from++;
+    return *cache = from;
+}
+
+static void scan_key_values(const char *s, size_t a, size_t n, secret_list *l, unsigned char *mask)
+{
+    size_t i, j, k, vb, q, e_sp, e_amp, e_min, amp_cache = NONE, sp_cache = NONE;
+    for (i = a; i < n; i++) {
+        bool query;
+        if ((i > a && !is_key_boundary(s[i - 1])) || !is_key_char((unsigned char)s[i]))
+            continue;
+        query = i > a && (s[i - 1] == '?' || s[i - 1] == '&');
+        for (j = i; j < n && is_key_char((unsigned char)s[j]);)
+            j++;
+        for (k = j; !query && k < n && is_space(s[k]);)
+            k++;
+        if (k >= n || s[k] != '=' || !is_secret_key(s + i, j - i)) {
+            /* "password%3Dx": libpq decodes the name and quotes "password=x" as a bad parameter */
+            for (q = is_secret_key(s + i, j - i) ? i : j; q + 3 <= j; q++)
+                if (s[q] == '%' && s[q + 1] == '3' && (s[q + 2] == 'D' || s[q + 2] == 'd')) {
+                    sl_add_span(l, s, q + 3, j, 0);
+                    mark(mask, q + 3, j);
+                    break;
+                }
+            i = j - 1;
+            continue;
+        }
+        for (vb = k + 1; !query && vb < n && is_space(s[vb]);)
+            vb++;
+        if (!query && vb < n && s[vb] == '\'') {
+            for (q = vb + 1; q < n && s[q] != '\''; q++)
+                if (s[q] == '\\' && q + 1 < n)
+                    q++;
+            sl_add_span(l, s, vb + 1, q, SP_UNESCAPE);
+            sl_add_span(l, s, vb, q < n ? q + 1 : n, 0);
+            mark(mask, vb, q < n ? q + 1 : n);
+            i = q;
+            continue;
+        }
+        e_amp = next_of(s, vb, n, "&", &amp_cache);
+        e_sp = next_of(s, vb, n, " \t", &sp_cache);
+        e_min = e_sp < e_amp ? e_sp : e_amp;
+        if (query) {
+            sl_add_span(l, s, vb, e_amp, 0);
+        } else {
+            /* conninfo ends the value at a space; a Connector/C-like reader at '&' */
+            sl_add_span(l, s, vb, e_min, 0);
+            if (e_sp > e_min)
+                sl_add_span(l, s, vb, e_sp, 0);
+        }
+        mark(mask, vb, query ? e_amp : e_min);
+        /* go on scanning inside the value: it may hold another key (never less hiding) */
+    }
+}
+
+static int cmp_secret(const void *x, const void *y)
+{
+    const secret *a = x, *b = y;
+    if (a->len != b->len)
+        return a->len > b->len ? -1 : 1;
+    return memcmp(a->p, b->p, a->len);
+}
+
+/* Turns the collected spellings into one block: the array (sorted longest first, without
+ * duplicates) followed by the bytes. */
+static int sl_finish(secret_list *l, url_priv *u)
+{
+    size_t i, k = 0, bytes;
+    char *area;
+    secret *arr;
+    if (l->oom)
+        return TXM_ENOMEM;
+    if (l->n == 0)
+        return 0;
+    bytes = l->n * sizeof(secret) + l->len;
+    arr = txm__malloc(bytes);
+    if (!arr)
+        return TXM_ENOMEM;
+    area = (char *)(arr + l->n);
+    memcpy(area, l->buf, l->len);
+    for (i = 0; i < l->n; i++) {
+        arr[i].p = area + l->ent[i][0];
+        arr[i].len = l->ent[i][1];
+        arr[i].pieces = l->ent[i][2] == 0;
+    }
+    qsort(arr, l->n, sizeof *arr, cmp_secret);
+    for (i = 0; i < l->n; i++) {
+        if (k == 0 || cmp_secret(&arr[k - 1], &arr[i]) != 0)
+            arr[k++] = arr[i];
+        else
+            arr[k - 1].pieces |= arr[i].pieces; /* a real secret that a guess also found */
+    }
+    u->secrets = arr;
+    u->nsecrets = k;
+    u->secret_bytes = bytes;
+    return 0;
+}
+
+static void wipe(void *p, size_t n)
+{
+    volatile unsigned char *v = p;
+    while (n--)
+        *v++ = 0;
+}
+
+static void sl_free(secret_list *l)
+{
+    if (l->buf)
+        wipe(l->buf, l->cap);
+    txm__free(l->buf);
+    txm__free(l->ent);
+}
+
+/* Collects every secret of s (split into u) and marks the bytes `redacted` hides. */
+static void collect(const char *s, const url_split *u, secret_list *l, unsigned char *mask)
+{
+    size_t i, b;
+    bool ambiguous = u->mask.b != u->pass.b || u->mask.e != u->pass.e;
+    sl_add_span(l, s, u->pass.b, u->pass.e, 0);
+    /* The ambiguous span is a guess that may reach into the host or query: masked only whole. */
+    sl_add_span(l, s, u->mask.b, u->mask.e, ambiguous ? SP_WHOLE : 0);
+    /* An ambiguous password (an unencoded '/', '?', '@', ... in it) is split by libraries at its
+     * delimiters, and they quote the pieces ("missing = in URI query parameter: rd@host"): each
+     * piece of 3 bytes or more is a secret too. (The span is a guess that may reach into the host
+     * or query; masking its 1-2 byte pieces everywhere would garble every message.) */
+    if (ambiguous)
+        for (i = b = u->mask.b; i <= u->mask.e; i++)
+            if (i == u->mask.e || strchr("/?@#:&=[],;", s[i])) {
+                if (i - b >= 3)
+                    sl_add_span(l, s, b, i, SP_WHOLE);
+                b = i + 1;
+            }
+    mark(mask, u->pass.b, u->pass.e);
+    mark(mask, u->mask.b, u->mask.e);
+    scan_key_values(s, u->scheme_end + 1, u->n, l, mask);
+}
+
+/* Servers echo pieces of a value: MariaDB quotes only the element of a ',' list that it rejects,
+ * messages cut long values. So a run of PIECE_MIN or more bytes of a secret is masked too, wherever
+ * it stands; a shorter secret only where it stands whole. */
+#define PIECE_MIN 4
+
+/* Length of the longest secret, or piece of one, at t[0..n); 0 if none. */
+static size_t match_at(const url_priv *p, const char *t, size_t n)
+{
+    size_t i, j, k, best = 0;
+    for (i = 0; i < p->nsecrets; i++) {
+        const secret *x = &p->secrets[i];
+        if (x->len <= best)
+            break; /* longest first: nothing longer follows */
+        if (x->len <= n && memcmp(x->p, t, x->len) == 0)
+            return x->len;
+        for (j = 0; x->pieces && x->len > PIECE_MIN && j + PIECE_MIN <= x->len; j++) {
+            if (x->p[j] != t[0])
+                continue;
+            for (k = 1; k < n && j + k < x->len && x->p[j + k] == t[k];)
+                k++;
+            if (k >= PIECE_MIN && k > best)
+                best = k;
+        }
+    }
+    return best;
+}
+
+/* Length of the longest tail of t[0..n) that is a proper prefix of a secret, or 0. */
+static size_t partial_tail(const url_priv *p, const char *t, size_t n)
+{
+    size_t i, best = 0, k;
+    for (i = 0; i < p->nsecrets; i++) {
+        const secret *x = &p->secrets[i];
+        for (k = (x->len - 1 < n ? x->len - 1 : n); k > best; k--)
+            if (memcmp(t + n - k, x->p, k) == 0) {
+                best = k;
+                break;
+            }
+    }
+    return best;
+}
+
+size_t txm__scrub(const txm_url *url, char *dst, size_t size, const char *src, bool cut)
+{
+    const url_priv *p = (const url_priv *)(const void *)url;
+    size_t o = 0, i = 0, n, m, plain = 0, tail;
+    bool truncated = false;
+    if (size == 0)
+        return 0;
+    if (!src)
+        src = "";
+    if (!p || p->nsecrets == 0) {
+        txm__strlcpy(dst, src, size);
+        return strlen(dst);
+    }
+    n = strlen(src);
+    while (i < n) {
+        if ((m = match_at(p, src + i, n - i)) > 0) {
+            if (o + 3 >= size) {
+                truncated = true;
+                break;
+            }
+            memcpy(dst + o, "***", 3);
+            o += 3;
+            i += m;
+            plain = o;
+            continue;
+        }
+        if (o + 1 >= size) {
+            truncated = true;
+            break;
+        }
+        dst[o++] = src[i++];
+    }
+    if (truncated && ((unsigned char)src[i] & 0xC0) == 0x80) {
+        /* Do not cut a UTF-8 sequence in half. */
+        while (o > plain && ((unsigned char)dst[o - 1] & 0xC0) == 0x80)
+            o--;
+        if (o > plain && (unsigned char)dst[o - 1] >= 0xC0)
+            o--;
+    }
+    /* Text cut short may end in the first bytes of a secret: hide them too. */
+    if ((truncated || cut) && (tail = partial_tail(p, dst + plain, o - plain)) > 0) {
+        o -= tail;
+        if (o + 3 >= size)
+            o = size > 4 ? size - 4 : 0;
+        if (o + 3 < size) {
+            memcpy(dst + o, "***", 3);
+            o += 3;
+        }
+    }
+    dst[o] = '\0';
+    return o;
+}
+
+size_t txm__url_secret_count(const txm_url *url)
+{
+    return url ? ((const url_priv *)(const void *)url)->nsecrets : 0;
+}
+
+/* Writes s[0..n) into dst with every marked run replaced by "***"; returns the length. dst NULL:
+ * only measures. */
+static size_t write_redacted(const char *s, size_t n, const unsigned char *mask, char *dst)
+{
+    size_t i = 0, k = 0;
+    while (i < n) {
+        if (mask[i]) {
+            while (i < n && mask[i])
+                i++;
+            if (dst)
+                memcpy(dst + k, "***", 3);
+            k += 3;
+            continue;
+        }
+        if (dst)
+            dst[k] = s[i];
+        k++;
+        i++;
+    }
+    if (dst)
+        dst[k] = '\0';
+    return k;
 }
 
 /* ---- decoding into the block ---- */
 typedef struct builder {
     const char *s;
-    const char *redacted;
+    const char *redacted; /* what messages quote: `redacted` scrubbed of every secret spelling */
+    char quoted[TXM_ERR_MSG_MAX];
     char *p; /* next free byte of the string area */
 } builder;
 
@@ -384,12 +758,15 @@ static int parse_params(builder *b, const url_split *u, txm_url_param *params, s
 
 int txm__url_parse(txm_url **out, const char *s)
 {
-    size_t n, slen, i, np_max = 0, chars, red_max, size;
+    size_t n, slen, i, np_max = 0, chars, red_len, size;
     url_split u;
+    url_priv *priv;
     txm_url *url;
     txm_url_param *params;
     builder b;
     char *area, *scheme;
+    unsigned char *mask;
+    secret_list sl;
     int rc;
 
     if (!out)
@@ -414,24 +791,48 @@ int txm__url_parse(txm_url **out, const char *s)
         for (np_max = 1, i = u.query; i < n; i++)
             np_max += s[i] == '&';
 
+    /* The secrets and the bytes `redacted` hides, before anything can quote the URL. */
+    memset(&sl, 0, sizeof sl);
+    mask = txm__calloc(n + 1, 1);
+    if (mask)
+        collect(s, &u, &sl, mask);
+    if (!mask || sl.oom) {
+        txm__free(mask);
+        sl_free(&sl);
+        return txm__err(TXM_ENOMEM, "out of memory parsing a URL (%zu bytes)", n);
+    }
+    if (sl.over) {
+        txm__free(mask);
+        sl_free(&sl);
+        return txm__err(TXM_EINVALID, "invalid URL: its passwords and secret parameters take more than %u bytes "
+                                      "(or %u spellings) in all; txm refuses to scrub messages of so many",
+                        SECRETS_MAX_BYTES, SECRETS_MAX_COUNT);
+    }
+    red_len = write_redacted(s, n, mask, NULL);
+
     /* full + redacted + decoded parts. The decoded parts come from disjoint spans of s, so they
      * take at most n bytes plus one NUL each (scheme, user, password, host, path, 2 per param). */
-    red_max = redacted_max(s, n);
-    chars = (n + 1) + red_max + (n + 5 + 2 * np_max);
-    size = sizeof(txm_url) + np_max * sizeof(txm_url_param) + chars;
-    url = txm__malloc(size);
-    if (!url)
+    chars = (n + 1) + (red_len + 1) + (n + 5 + 2 * np_max);
+    size = sizeof(url_priv) + np_max * sizeof(txm_url_param) + chars;
+    priv = txm__malloc(size);
+    if (!priv || (memset(priv, 0, sizeof *priv), sl_finish(&sl, priv)) != 0) {
+        txm__free(priv);
+        txm__free(mask);
+        sl_free(&sl);
         return txm__err(TXM_ENOMEM, "out of memory parsing a URL (%zu bytes)", size);
-    memset(url, 0, sizeof *url);
-    params = (txm_url_param *)(url + 1);
+    }
+    sl_free(&sl);
+    url = &priv->pub;
+    params = (txm_url_param *)(priv + 1);
     area = (char *)(params + np_max);
 
     memcpy(area, s, n + 1);
     url->full = area;
     area += n + 1;
-    write_redacted(s, &u, area);
+    write_redacted(s, n, mask, area);
+    txm__free(mask);
     url->redacted = area;
-    area += red_max;
+    area += red_len + 1;
 
     scheme = area;
     for (i = 0; i < slen; i++)
@@ -441,13 +842,17 @@ int txm__url_parse(txm_url **out, const char *s)
     area += slen + 1;
 
     b.s = s;
-    b.redacted = url->redacted;
+    /* `redacted` hides each secret where the URL writes it as one; the scrub also hides it where
+     * it reappears (a user name equal to the password, a piece of an ambiguous password). Only
+     * the quoted URL is scrubbed, so the message itself stays readable however short a secret. */
+    txm__scrub(url, b.quoted, sizeof b.quoted, url->redacted, false);
+    b.redacted = b.quoted;
     b.p = area;
     url->hierarchical = u.hier;
     url->params = params;
     if (u.bracket_err != NONE) {
         rc = txm__err(TXM_EINVALID, "invalid URL '%s': malformed bracketed host at byte offset %zu "
-                                    "(expected [ADDRESS] or [ADDRESS]:PORT)", url->redacted, u.bracket_err);
+                                    "(expected [ADDRESS] or [ADDRESS]:PORT)", b.redacted, u.bracket_err);
         goto fail;
     }
     /* The port first: later messages quote `redacted`, which is safe once the text in the port
@@ -460,13 +865,20 @@ int txm__url_parse(txm_url **out, const char *s)
     return 0;
 
 fail:
-    txm__free(url);
+    txm__url_free(url);
     return rc;
 }
 
 void txm__url_free(txm_url *u)
 {
-    txm__free(u);
+    url_priv *p = (url_priv *)(void *)u;
+    if (!p)
+        return;
+    if (p->secrets) {
+        wipe(p->secrets, p->secret_bytes);
+        txm__free(p->secrets);
+    }
+    txm__free(p);
 }
 
 const char *txm_url_param_get(const txm_url *u, const char *key)

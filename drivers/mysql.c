@@ -56,7 +56,8 @@ typedef struct my_params {
     char *socket;
     char *charset;
     char *ssl_ca;
-    char *redacted; /* the URL with the password masked, for messages */
+    const char *redacted; /* the core's txm_url::redacted (outlives this state), for messages; the core
+                           * also scrubs every secret spelling from each message and log line */
     unsigned port;
     unsigned connect_timeout;
     unsigned read_timeout;
@@ -672,7 +673,6 @@ static void params_free(my_params *p)
     txm__free(p->socket);
     txm__free(p->charset);
     txm__free(p->ssl_ca);
-    txm__free(p->redacted);
     memset(p, 0, sizeof *p);
 }
 
@@ -753,7 +753,7 @@ static int params_from_url(my_params *p, const txm_url *u)
     p->socket = dup_or_null(txm_url_param_get(u, "socket"), &oom);
     p->ssl_ca = dup_or_null(txm_url_param_get(u, "ssl_ca"), &oom);
     p->charset = dup_or_null(charset, &oom);
-    p->redacted = dup_or_null(u->redacted, &oom);
+    p->redacted = u->redacted;
     if (oom)
         return txm_driver_error(TXM_ENOMEM, NULL, "mysql: out of memory");
     return 0;

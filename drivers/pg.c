@@ -14,8 +14,10 @@
  * the SQLSTATE is taken from the fixed "SEVERITY:  CODE: " layout of its message.
  *
  * Passwords: libpq messages may quote connection parameters. Every message this driver produces
- * names the URL by its redacted form and has every occurrence of the password (decoded and as
- * written in the URL) replaced by "***".
+ * names the URL by its redacted form, and every libpq or server text is passed through the core's
+ * secret scrubber (txm__scrub, core/url.c: every spelling of every secret of the URL) as soon as
+ * it is copied, before a bounded buffer can cut a secret in half. The core scrubs the final
+ * error record and log line once more.
  */
 #include "internal.h"
 
@@ -48,7 +50,6 @@ extern TXM_INTERNAL const txm_driver txm__driver_pg;
 /* resolve_outcome waits this long for a transaction that is still "in progress" (the old
  * backend has not noticed yet that its client is gone). */
 #define PG_RESOLVE_WAIT_MS 5000
-#define PG_MAX_SECRETS 8
 
 /* ---- SQLSTATE -> category ------------------------------------------------------------------
  * Exact codes first, then whole classes (two characters). Everything else is TXM_ERROR.
@@ -137,8 +138,7 @@ typedef struct pg_conn {
     PGconn *conn;
     char *conninfo; /* url->full: holds the password; used for reconnect and resolve_outcome only */
     char *redacted; /* what messages quote */
-    char *secrets[PG_MAX_SECRETS]; /* scrubbed from every libpq/server message, longest first */
-    size_t nsecrets;
+    const txm_url *url; /* the core's parsed URL (outlives this state): its secrets are scrubbed */
     int server_version;
 
     pthread_mutex_t cancel_mu; /* cancel() runs on another thread */
@@ -219,97 +219,10 @@ static int fail_report(const pg_fail *f)
     return txm_driver_error(f->code, &d, "%s", f->message);
 }
 
-/* ---- secrets ----------------------------------------------------------------------------- */
-
-static int add_secret(pg_conn *pc, const char *s, size_t len)
-{
-    size_t i, j;
-    char *copy;
-    if (!s || len == 0 || pc->nsecrets == PG_MAX_SECRETS)
-        return 0;
-    for (i = 0; i < pc->nsecrets; i++) {
-        if (strlen(pc->secrets[i]) == len && memcmp(pc->secrets[i], s, len) == 0)
-            return 0;
-    }
-    copy = txm__strndup(s, len);
-    if (!copy)
-        return TXM_ENOMEM;
-    /* Keep longest first, so "p%40ss" is replaced before its prefix "p". */
-    for (i = 0; i < pc->nsecrets && strlen(pc->secrets[i]) >= len; i++)
-        ;
-    for (j = pc->nsecrets; j > i; j--)
-        pc->secrets[j] = pc->secrets[j - 1];
-    pc->secrets[i] = copy;
-    pc->nsecrets++;
-    return 0;
-}
-
-/* The raw value of query parameter `key` as written in the URL (not decoded). */
-static void add_raw_param_secret(pg_conn *pc, const char *full, const char *key)
-{
-    size_t klen = strlen(key);
-    const char *p = strchr(full, '?');
-    while (p) {
-        p++;
-        if (strncmp(p, key, klen) == 0 && p[klen] == '=') {
-            const char *v = p + klen + 1;
-            add_secret(pc, v, strcspn(v, "&"));
-        }
-        p = strchr(p, '&');
-    }
-}
-
-static int collect_secrets(pg_conn *pc, const txm_url *url)
-{
-    static const char *const keys[] = {"password", "sslpassword"};
-    const char *full = url->full ? url->full : "";
-    const char *auth = strstr(full, "://");
-    size_t i;
-    int rc = add_secret(pc, url->password, url->password ? strlen(url->password) : 0);
-    /* As written: everything between the first ':' of the authority and the last '@' (the URL
-     * parser masks the same span in `redacted`). */
-    if (!rc && auth) {
-        const char *at = strrchr(auth + 3, '@');
-        const char *colon = at ? memchr(auth + 3, ':', (size_t)(at - (auth + 3))) : NULL;
-        if (colon)
-            rc = add_secret(pc, colon + 1, (size_t)(at - colon - 1));
-    }
-    for (i = 0; !rc && i < sizeof keys / sizeof keys[0]; i++) {
-        const char *v = txm_url_param_get(url, keys[i]);
-        rc = add_secret(pc, v, v ? strlen(v) : 0);
-        if (!rc)
-            add_raw_param_secret(pc, full, keys[i]);
-    }
-    return rc;
-}
-
-/* Copies src into dst replacing every secret by "***"; always NUL-terminates. */
+/* Copies a libpq or server text into dst with every secret of the URL masked (core scrubber). */
 static void scrub(const pg_conn *pc, char *dst, size_t size, const char *src)
 {
-    size_t o = 0, k;
-    if (!size)
-        return;
-    if (!src)
-        src = "";
-    while (*src && o + 1 < size) {
-        size_t matched = 0;
-        for (k = 0; k < pc->nsecrets; k++) {
-            size_t l = strlen(pc->secrets[k]);
-            if (strncmp(src, pc->secrets[k], l) == 0) {
-                matched = l;
-                break;
-            }
-        }
-        if (matched) {
-            const char *m = "***";
-            while (*m && o + 1 < size)
-                dst[o++] = *m++;
-            src += matched;
-        } else {
-            dst[o++] = *src++;
-        }
-    }
-    dst[o] = '\0';
+    txm__scrub(pc->url, dst, size, src, false);
 }
 
 /* Trims trailing whitespace/newlines in place. */
@@ -594,7 +507,8 @@ static int pg_open(txm_driver_conn *dc, const txm_url *url)
     pc->cancel_mu_ok = true;
     pc->conninfo = strip_txm_params(url->full ? url->full : "");
     pc->redacted = txm__strdup(url->redacted ? url->redacted : "postgresql://");
-    if (!pc->conninfo || !pc->redacted || collect_secrets(pc, url))
+    pc->url = url;
+    if (!pc->conninfo || !pc->redacted)
         return txm_driver_error(TXM_ENOMEM, NULL, "out of memory opening a PostgreSQL connection");
     if ((rc = read_txm_params(pc, url)))
         return rc;
@@ -607,7 +521,6 @@ static int pg_open(txm_driver_conn *dc, const txm_url *url)
 static void pg_close(txm_driver_conn *dc)
 {
     pg_conn *pc = pgc(dc);
-    size_t i;
     if (pc->conn)
         PQfinish(pc->conn);
     pc->conn = NULL;
@@ -620,9 +533,6 @@ static void pg_close(txm_driver_conn *dc)
         pthread_mutex_destroy(&pc->cancel_mu);
         pc->cancel_mu_ok = false;
     }
-    for (i = 0; i < pc->nsecrets; i++)
-        txm__free(pc->secrets[i]);
-    pc->nsecrets = 0;
     txm__free(pc->conninfo);
     txm__free(pc->redacted);
     txm__free(pc->q);

@@ -144,6 +144,9 @@ CREATE USER IF NOT EXISTS 'txm'@'localhost' IDENTIFIED BY 'txm-secret';
 GRANT ALL PRIVILEGES ON txm.* TO 'txm'@'127.0.0.1', 'txm'@'%', 'txm'@'localhost';
 GRANT ALL PRIVILEGES ON `txm\_%`.* TO 'txm'@'127.0.0.1', 'txm'@'%', 'txm'@'localhost';
 GRANT PROCESS, CONNECTION ADMIN, RELOAD ON *.* TO 'txm'@'127.0.0.1', 'txm'@'%', 'txm'@'localhost';
+-- the secrets test creates a user with a tricky password and lets it use txm (tests/secrets)
+GRANT CREATE USER ON *.* TO 'txm'@'127.0.0.1', 'txm'@'%', 'txm'@'localhost';
+GRANT ALL PRIVILEGES ON txm.* TO 'txm'@'127.0.0.1', 'txm'@'%', 'txm'@'localhost' WITH GRANT OPTION;
 FLUSH PRIVILEGES;
 EOF
 

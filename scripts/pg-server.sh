@@ -111,6 +111,8 @@ pg_start() {
     if [ "$(as_pg "${psql[@]}" -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'txm'")" != 1 ]; then
         as_pg "${psql[@]}" -c "CREATE ROLE txm LOGIN CREATEDB PASSWORD 'txm-secret'" >/dev/null
     fi
+    # CREATEROLE: the secrets test creates a role with a tricky password (tests/secrets).
+    as_pg "${psql[@]}" -c "ALTER ROLE txm CREATEROLE" >/dev/null
     if [ "$(as_pg "${psql[@]}" -tAc "SELECT 1 FROM pg_database WHERE datname = 'txm'")" != 1 ]; then
         as_pg "${psql[@]}" -c "CREATE DATABASE txm OWNER txm" >/dev/null
     fi

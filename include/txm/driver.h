@@ -38,7 +38,7 @@ typedef struct txm_url_param {
 } txm_url_param;
 typedef struct txm_url {
     const char *full;
-    const char *redacted;   /* full with the password replaced by "***" */
+    const char *redacted;   /* full with every secret (password, password=..., ...) replaced by "***" */
     const char *scheme;
     const char *user;
     const char *password;
@@ -168,6 +168,8 @@ typedef struct txm_error_detail {
     const char *detail;
     unsigned flags; /* TXM_ERRF_* */
 } txm_error_detail;
+/* Sets the thread's error. During a driver callback the message, detail and names are scrubbed of
+ * every spelling of every secret of the connection's URL (docs/errors.md). */
 TXM_EXTERN int txm_driver_error(int code, const txm_error_detail *d, const char *fmt, ...) TXM_PRINTF(3, 4);
 
 /* Result sink: a driver running a STATEMENT with a sink calls txm_sink_columns once, then
@@ -175,7 +177,8 @@ TXM_EXTERN int txm_driver_error(int code, const txm_error_detail *d, const char 
 TXM_EXTERN int txm_sink_columns(txm_sink *s, size_t ncols, const char *const *names);
 TXM_EXTERN int txm_sink_row(txm_sink *s, const txm_value *cells);
 
-/* Log through the connection's log callback (respecting its level). */
+/* Log through the connection's log callback (respecting its level); the line is scrubbed of every
+ * secret of the connection's URL first. */
 TXM_EXTERN void txm_driver_log(txm_driver_conn *dc, txm_log_level level, const char *fmt, ...) TXM_PRINTF(3, 4);
 
 /* Savepoint name for a level: writes "txm_sp_<level>" into buf (at least 24 bytes). */
