@@ -15,7 +15,7 @@
 #      when libFuzzer does not link); each run counts as one test
 #   8. stops both servers by pid (a trap does it on failure and interrupt too) and prints the
 #      figures (allocation sites failed, fuzz executions), the phase timings and
-#      "N passed, N failed" over every tree, counting individual Criterion tests
+#      "N passed, N failed, N skipped" over every tree, counting individual Criterion tests
 #
 # Exit status: 0 only if every test passed in every tree and both servers started.
 #
@@ -103,7 +103,7 @@ cleanup() {
         # Stopped early (a step failed, or interrupted): the failed step counts as one failure.
         echo "error: scripts/test.sh stopped during: $current (exit $rc)" >&2
         [ "$rc" -ne 0 ] || rc=1
-        echo "$total_pass passed, $((total_fail + 1)) failed"
+        echo "$total_pass passed, $((total_fail + 1)) failed, $total_skip skipped"
     fi
     exit "$rc"
 }
@@ -314,6 +314,6 @@ if [ "$total_pass" -eq 0 ] && [ "$total_fail" -eq 0 ]; then
     echo "error: no test ran" >&2
     total_fail=1
 fi
-echo "$total_pass passed, $total_fail failed"
+echo "$total_pass passed, $total_fail failed, $total_skip skipped"
 summary_printed=1
 [ "$servers_ok" = 1 ] && [ "$run_rc" -eq 0 ] && [ "$total_fail" -eq 0 ]
