@@ -7,7 +7,7 @@
 /* txm demo [--url URL]: tells the library's stories on a real database (tools/demo.c). */
 int txm_tool_demo(int argc, char **argv);
 
-/* Copies `url` to buf with the password (if any) replaced by "***". */
+/* Copies `url` to buf as the core redacts it (every secret, every spelling, masked by "***"). */
 void txm_tool_redact(const char *url, char *buf, size_t size);
 
 #endif

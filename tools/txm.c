@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "internal.h" /* txm__url_parse: the core's redaction */
 #include "txm.h"
 #include "txm_config.h"
 
@@ -38,24 +39,19 @@ static const char usage_text[] =
     "  version                  print the library version and the drivers built in\n"
     "  help                     print this text\n";
 
+/* The URL as it may be shown: the core's redaction (every spelling of every secret masked, also
+ * in key=value and opaque forms). A URL the parser refuses is not shown at all. */
 void txm_tool_redact(const char *url, char *buf, size_t size)
 {
-    const char *scheme_end, *at, *colon;
+    txm_url *u;
     if (size == 0)
         return;
-    snprintf(buf, size, "%s", url ? url : "");
-    if (!url)
+    if (!url || txm__url_parse(&u, url) != 0) {
+        snprintf(buf, size, "%s", url ? "(a URL txm cannot parse; not shown)" : "");
         return;
-    scheme_end = strstr(url, "://");
-    if (!scheme_end)
-        return;
-    at = strchr(scheme_end + 3, '@');
-    if (!at)
-        return;
-    colon = memchr(scheme_end + 3, ':', (size_t)(at - (scheme_end + 3)));
-    if (!colon)
-        return;
-    snprintf(buf, size, "%.*s:***%s", (int)(colon - url), url, at);
+    }
+    snprintf(buf, size, "%s", u->redacted);
+    txm__url_free(u);
 }
 
 static int cmd_version(void)
