@@ -11,10 +11,10 @@
  * loop; the chains here are 100,000 long.
  */
 #include "txm.h"
+#include "txm_tmpdir.h"
 
 #include <criterion/criterion.h>
 
-#include <dirent.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,26 +29,13 @@ static char url[128];
 
 static void setup(void)
 {
-    strcpy(dir, "/tmp/txm-reentry-XXXXXX");
-    cr_assert(mkdtemp(dir) != NULL, "mkdtemp failed");
+    txm_tmpdir_make(dir, sizeof dir, "reentry");
     snprintf(url, sizeof url, "sqlite:%s/db.sqlite", dir);
 }
 
 static void teardown(void)
 {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char p[512];
-    if (!d)
-        return;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
+    txm_tmpdir_remove(dir);
 }
 
 TestSuite(close_in_hook, .init = setup, .fini = teardown);

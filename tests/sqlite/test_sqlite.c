@@ -3,12 +3,12 @@
  * test; Criterion runs each test in its own process).
  */
 #include "txm.h"
+#include "txm_tmpdir.h"
 
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
 #include <sqlite3.h>
 
-#include <dirent.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -23,25 +23,12 @@ static char dir[64];
 
 static void setup(void)
 {
-    strcpy(dir, "/tmp/txm-sqlite-XXXXXX");
-    cr_assert(mkdtemp(dir) != NULL, "mkdtemp failed");
+    txm_tmpdir_make(dir, sizeof dir, "sqlite");
 }
 
 static void teardown(void)
 {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char p[512];
-    if (!d)
-        return;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
+    txm_tmpdir_remove(dir);
 }
 
 TestSuite(sqlite_url, .init = setup, .fini = teardown);
