@@ -137,7 +137,7 @@ typedef struct pg_conn {
     txm_driver_conn base;
     PGconn *conn;
     char *conninfo; /* url->full: holds the password; used for reconnect and resolve_outcome only */
-    char *redacted; /* what messages quote */
+    const char *redacted; /* what messages quote: the core's url->redacted (outlives this state) */
     const txm_url *url; /* the core's parsed URL (outlives this state): its secrets are scrubbed */
     int server_version;
 
@@ -506,9 +506,9 @@ static int pg_open(txm_driver_conn *dc, const txm_url *url)
         return txm_driver_error(TXM_ENOMEM, NULL, "cannot create a mutex for the PostgreSQL connection");
     pc->cancel_mu_ok = true;
     pc->conninfo = strip_txm_params(url->full ? url->full : "");
-    pc->redacted = txm__strdup(url->redacted ? url->redacted : "postgresql://");
+    pc->redacted = url->redacted ? url->redacted : "postgresql://";
     pc->url = url;
-    if (!pc->conninfo || !pc->redacted)
+    if (!pc->conninfo)
         return txm_driver_error(TXM_ENOMEM, NULL, "out of memory opening a PostgreSQL connection");
     if ((rc = read_txm_params(pc, url)))
         return rc;
@@ -534,7 +534,6 @@ static void pg_close(txm_driver_conn *dc)
         pc->cancel_mu_ok = false;
     }
     txm__free(pc->conninfo);
-    txm__free(pc->redacted);
     txm__free(pc->q);
     txm__free(pc->ptypes);
     txm__free(pc->pvalues);
