@@ -498,7 +498,7 @@ static bool run_one(txm_conn *c, txm_hook *h, size_t index, bool first_failure)
 static int run_hooks(txm_conn *c, txm_hook_list *l, const char *what)
 {
     size_t direct = l->count, total = 0, failed = 0;
-    txm_hook_list todo;
+    txm_hook_list ready;
     txm_hook *h;
     if (!direct)
         return 0;
@@ -508,13 +508,13 @@ static int run_hooks(txm_conn *c, txm_hook_list *l, const char *what)
     }
     c->hooks_running = true;
     c->hook_base = c->depth;
-    txm__hooks_init(&todo);
-    txm__hooks_append(&todo, l);
-    while ((h = txm__hooks_pop(&todo)) != NULL) {
+    txm__hooks_init(&ready);
+    txm__hooks_append(&ready, l);
+    while ((h = txm__hooks_pop(&ready)) != NULL) {
         total++;
         if (run_one(c, h, total, failed == 0))
             failed++;
-        txm__hooks_prepend(&todo, &c->hook_queue);
+        txm__hooks_prepend(&ready, &c->hook_queue);
     }
     c->hooks_running = false;
     if (!failed)
