@@ -1483,7 +1483,7 @@ TXM_INTERNAL const txm_driver txm__driver_pg = {
     .caps = TXM_CAP_PIPELINE | TXM_CAP_ADVISORY_LOCKS | TXM_CAP_SHARED_LOCKS | TXM_CAP_ISOLATION |
             TXM_CAP_READ_ONLY_TX | TXM_CAP_CANCEL | TXM_CAP_RECONNECT | TXM_CAP_RESOLVE_OUTCOME,
     .placeholders = TXM_PH_DOLLAR,
-    .dialect = TXM_DIALECT_DOLLAR_QUOTES,
+    .dialect = TXM_DIALECT_DOLLAR_QUOTES | TXM_DIALECT_ROW_LOCKS,
     .conn_size = sizeof(pg_conn),
     .open = pg_open,
     .close = pg_close,

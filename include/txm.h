@@ -369,6 +369,62 @@ TXM_EXTERN int txm_retry_policy_init(txm_retry_policy *p, unsigned version);
 TXM_EXTERN int txm_retry(txm_conn *c, const txm_retry_policy *p, txm_body_cb body, void *payload);
 
 /* ---------------------------------------------------------------------------------------------
+ * Batches: several statements executed atomically, in one flight where the driver pipelines
+ * (TXM_CAP_PIPELINE). At depth 0 the batch is its own transaction: BEGIN, the statements and
+ * COMMIT travel together, so a row lock taken by the first statement is held for no client round
+ * trip. Inside a transaction it is a nested level (a savepoint travels with the statements): if a
+ * statement fails, the batch's work is undone and the caller's transaction goes on (unless the
+ * error lost the whole transaction: TXM_ERRF_TX_LOST).
+ * ------------------------------------------------------------------------------------------- */
+typedef struct txm_batch_stmt {
+    const char *sql;          /* one statement, portable `?` placeholders */
+    const txm_value *params;
+    size_t nparams;
+    txm_rows **rows_out;      /* NULL: rows discarded; else receives the buffered result (caller
+                               * frees); set to NULL unless the whole batch succeeded */
+    int64_t affected;         /* out: rows changed, -1 if unknown or not executed */
+    int status;               /* out: 0 executed; the TXM_E* code of the statement that failed;
+                               * TXM_ECANCELED for statements not executed (or undone by a retry) */
+} txm_batch_stmt;
+
+#define TXM_BATCH_OPTIONS_VERSION 1
+typedef struct txm_batch_options {
+    unsigned version;
+    const txm_tx_options *tx;       /* depth 0 only: the transaction's options; NULL = defaults */
+    const txm_retry_policy *retry;  /* depth 0 only: retry the whole batch on transient errors, as
+                                     * txm_retry would; NULL = run once. Ignored inside a transaction
+                                     * (the caller's transaction decides). */
+} txm_batch_options;
+#define TXM_BATCH_OPTIONS_INIT { TXM_BATCH_OPTIONS_VERSION, NULL, NULL }
+TXM_EXTERN int txm_batch_options_init(txm_batch_options *opts, unsigned version);
+
+/* Runs stmts[0..n) all-or-nothing (see above). Returns 0, or the failing statement's code with
+ * txm_error_last() describing it (its message names the statement's index). TXM_ECOMMIT_UNKNOWN
+ * as for txm_commit. Transaction control statements are refused (TXM_EMISUSE) before anything is
+ * sent; n == 0 is a no-op. */
+TXM_EXTERN int txm_batch(txm_conn *c, txm_batch_stmt *stmts, size_t n, const txm_batch_options *opts);
+
+/* ---------------------------------------------------------------------------------------------
+ * SQL built at run time: dialect facts, so that portable code never interpolates identifiers raw
+ * and never hard-codes one engine's syntax.
+ * ------------------------------------------------------------------------------------------- */
+/* Writes `name` quoted as an identifier for c's engine ("name" with '"' doubled; `name` with '`'
+ * doubled on MySQL/MariaDB) into buf (NUL-terminated). TXM_EINVALID (nothing written but "") if
+ * name is NULL, empty, longer than 63 bytes, contains a control character or is not valid UTF-8,
+ * or if buf is too small (size >= 2 * strlen(name) + 3 always suffices). */
+TXM_EXTERN int txm_quote_ident(const txm_conn *c, char *buf, size_t size, const char *name);
+
+#define TXM_ROW_LOCK_UPDATE 0x0u /* exclusive: SELECT ... FOR UPDATE */
+#define TXM_ROW_LOCK_SHARE 0x1u  /* shared: FOR SHARE / LOCK IN SHARE MODE */
+/* The clause to append to a SELECT so that the rows it reads stay locked until the transaction
+ * ends, with a leading space (" FOR UPDATE", " FOR SHARE", " LOCK IN SHARE MODE"), or "" where
+ * the engine has no row locks: on SQLite a txm write transaction holds the database's write lock
+ * from BEGIN IMMEDIATE on, so every read in it is already serialized against other writers (not
+ * so in a TXM_TX_READ_ONLY transaction). A locking read also reads the newest committed row
+ * version, even in a REPEATABLE READ transaction on MySQL. Never NULL ("" for a NULL c). */
+TXM_EXTERN const char *txm_sql_row_lock(const txm_conn *c, unsigned mode);
+
+/* ---------------------------------------------------------------------------------------------
  * Advisory locks (TXM_CAP_ADVISORY_LOCKS). Keys are strings; see docs/semantics.md for how each
  * driver maps them. timeout_ms: <0 waits forever, 0 tries once, >0 waits that long
  * (TXM_ELOCK_TIMEOUT after). Transaction-scoped locks need an open transaction and are released

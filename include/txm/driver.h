@@ -106,6 +106,11 @@ typedef enum txm_placeholder_style {
 #define TXM_DIALECT_BACKTICKS 0x4u      /* `identifiers` (MySQL, SQLite) */
 #define TXM_DIALECT_BRACKETS 0x8u       /* [identifiers] (SQLite) */
 #define TXM_DIALECT_HASH_COMMENTS 0x10u /* # comments (MySQL) */
+/* Dialect facts for SQL built at run time (txm_quote_ident, txm_sql_row_lock). A driver without
+ * them gets the SQL standard: "identifiers", no row-lock clause. */
+#define TXM_DIALECT_IDENT_BACKTICK 0x20u /* identifiers are quoted `like this` (MySQL) */
+#define TXM_DIALECT_ROW_LOCKS 0x40u      /* SELECT ... FOR UPDATE / FOR SHARE (PostgreSQL, MySQL) */
+#define TXM_DIALECT_SHARE_MODE 0x80u     /* shared row locks are spelled LOCK IN SHARE MODE (MariaDB) */
 
 struct txm_driver {
     unsigned version;             /* TXM_DRIVER_VERSION this driver was written against */
