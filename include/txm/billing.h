@@ -168,9 +168,9 @@ TXM_EXTERN int txm_billing_get_or_create(const txm_billing *b, txm_conn *c, cons
 
 /* ---------------------------------------------------------------------------------------------
  * Payouts. payouts(id, account_id, amount, status 'pending'|'paid'); outbox(id, payout_id unique,
- * message, delivered). Marking a payout paid debits its account (a post with idempotency key
- * "payout:<id>"), writes its notification to the outbox in the same transaction and registers an
- * on-commit hook that delivers it (options.notify) and marks it delivered: a notification is never
+ * message, delivered). Marking a payout paid (pending -> paid) writes its notification to the
+ * outbox in the same transaction and registers an on-commit hook that delivers it (options.notify)
+ * and marks it delivered: a notification is never
  * delivered for a payout whose transaction rolled back. Notifications left undelivered (a crash
  * between commit and hook, a failing notify) are delivered by txm_billing_outbox_drain:
  * at-least-once, each carrying its payout id for deduplication.
