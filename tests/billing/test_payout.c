@@ -26,6 +26,8 @@ typedef struct rec {
     txm_conn *conn;         /* set: notify records txm_depth(conn) (same thread only) */
     int max_depth;
     long sleep_ns;          /* notify takes this long (widens race windows) */
+    int64_t order[1024];    /* payout ids in delivery order */
+    size_t n_order;
 } rec;
 
 static rec R = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -57,6 +59,8 @@ static int rec_notify(int64_t payout_id, const char *message, void *payload)
     fail = r->fail;
     if (!fail) {
         r->delivered[i]++;
+        if (r->n_order < sizeof r->order / sizeof r->order[0])
+            r->order[r->n_order++] = payout_id;
         snprintf(r->last_message, sizeof r->last_message, "%s", message);
     }
     if (r->conn && txm_depth(r->conn) > r->max_depth)
@@ -486,6 +490,52 @@ Test(payout, paid_without_a_hook_the_drain_delivers_once)
     txm_close(c);
 }
 
+Test(payout, the_drain_pages_through_a_large_backlog_in_payout_id_order)
+{
+    enum { N = 230 }; /* more than two of the drain's pages */
+    txm_conn *c = bf_open();
+    txm_billing *b0 = NULL;
+    txm_billing *b = setup(c, &b0);
+    int64_t acct = account(b, c, "olga"), ids[N];
+    size_t i;
+
+    make_payouts(b, c, acct, ids, N);
+    /* Paid in reverse order: the outbox's insertion order is not the payout-id order. */
+    for (i = 0; i < N; i++)
+        BF_OK(txm_billing_payout_mark_paid(b0, c, ids[N - 1 - i]));
+    cr_assert_eq(drain(b, c), N);
+    cr_assert_eq(R.n_order, N);
+    for (i = 1; i < N; i++)
+        cr_assert_lt(R.order[i - 1], R.order[i], "delivery %zu out of payout-id order", i);
+    for (i = 0; i < N; i++)
+        cr_assert_eq(rec_delivered(ids[i]), 1);
+    cr_assert_eq(drain(b, c), 0);
+    txm_billing_free(b0);
+    txm_billing_free(b);
+    txm_close(c);
+}
+
+Test(payout, the_hook_does_not_need_the_billing_object_after_the_call)
+{
+    txm_conn *c = bf_open();
+    txm_billing_options o = TXM_BILLING_OPTIONS_INIT;
+    txm_billing *b = setup(c, NULL), *tmp = NULL;
+    int64_t acct = account(b, c, "pat"), id = payout(b, c, acct, 5);
+    txm_tx *tx = NULL;
+
+    o.notify = rec_notify;
+    o.notify_payload = &R;
+    BF_OK(txm_billing_new(&tmp, c, &o));
+    BF_OK(txm_begin(&tx, c, NULL));
+    BF_OK(txm_billing_payout_mark_paid(tmp, c, id));
+    txm_billing_free(tmp); /* freed before the commit that runs its hook */
+    BF_OK(txm_commit(tx));
+    cr_assert_eq(rec_delivered(id), 1);
+    cr_assert_eq(outbox_delivered(c, id), 1);
+    txm_billing_free(b);
+    txm_close(c);
+}
+
 Test(payout, killed_connections_between_commit_and_delivery)
 {
     txm_conn *c = bf_open(), *f = open_fault();
@@ -684,6 +734,76 @@ Test(payout, hooks_and_a_concurrent_drain_deliver_each_notification_once)
     cr_assert_eq(rec_total(), N);
     txm_billing_free(b);
     txm_close(d);
+    txm_close(c);
+}
+
+typedef struct racer {
+    const txm_billing *b;
+    const int64_t *ids;
+    size_t n, paid, refused;
+    pthread_barrier_t *bar;
+    int rc;
+    char err[256];
+} racer;
+
+static void *race_thread(void *arg)
+{
+    racer *r = arg;
+    txm_conn *c = NULL;
+    size_t i;
+    r->rc = txm_open(&c, bf_url(), NULL);
+    pthread_barrier_wait(r->bar);
+    for (i = 0; r->rc == 0 && i < r->n; i++) {
+        int rc = txm_billing_payout_mark_paid(r->b, c, r->ids[i]);
+        if (rc == 0)
+            r->paid++;
+        else if (rc == TXM_EINVALID)
+            r->refused++;
+        else {
+            r->rc = rc;
+            snprintf(r->err, sizeof r->err, "%s: %s", txm_err_name(rc), txm_error_last()->message);
+        }
+    }
+    txm_close(c);
+    return NULL;
+}
+
+Test(payout, two_threads_paying_the_same_payouts_pay_and_notify_each_once)
+{
+    enum { N = 30 };
+    txm_conn *c = bf_open();
+    txm_billing *b = setup(c, NULL);
+    int64_t acct = account(b, c, "quinn"), ids[N];
+    pthread_barrier_t bar;
+    pthread_t th[2];
+    racer r[2];
+    size_t i;
+    int k;
+
+    make_payouts(b, c, acct, ids, N);
+    pthread_barrier_init(&bar, NULL, 2);
+    for (k = 0; k < 2; k++) {
+        memset(&r[k], 0, sizeof r[k]);
+        r[k].b = b;
+        r[k].ids = ids;
+        r[k].n = N;
+        r[k].bar = &bar;
+        pthread_create(&th[k], NULL, race_thread, &r[k]);
+    }
+    for (k = 0; k < 2; k++)
+        pthread_join(th[k], NULL);
+    pthread_barrier_destroy(&bar);
+    for (k = 0; k < 2; k++)
+        cr_assert_eq(r[k].rc, 0, "thread %d: %s", k, r[k].err);
+    printf("payout %s: two threads paying the same %d payouts: %zu + %zu paid, %zu + %zu refused\n", bf_engine(), N,
+           r[0].paid, r[1].paid, r[0].refused, r[1].refused);
+    cr_assert_eq(r[0].paid + r[1].paid, N);
+    cr_assert_eq(r[0].refused + r[1].refused, N);
+    for (i = 0; i < N; i++)
+        cr_assert_eq(rec_delivered(ids[i]), 1, "payout %lld delivered %d times", (long long)ids[i],
+                     rec_delivered(ids[i]));
+    cr_assert_eq(count_sql(c, "SELECT COUNT(*) FROM billing_outbox"), N);
+    txm_billing_free(b);
     txm_close(c);
 }
 
