@@ -104,6 +104,15 @@ static int rec_total(void)
     return n;
 }
 
+/* Every payout of ids[0..n) was delivered exactly once. */
+static void assert_each_once(const int64_t *ids, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        cr_assert_eq(rec_delivered(ids[i]), 1, "payout %lld delivered %d times", (long long)ids[i],
+                     rec_delivered(ids[i]));
+}
+
 /* ---- fixture --------------------------------------------------------------------------------- */
 
 /* b notifies through the recorder; b0 (same tables) has no notify: what it pays stays in the
@@ -650,7 +659,6 @@ Test(payout, two_concurrent_drains_deliver_each_notification_once)
     txm_billing *b = setup(c, &b0);
     int64_t acct = account(b, c, "jo"), ids[N * ROUNDS];
     int round;
-    size_t i;
 
     R.sleep_ns = 200000; /* 0.2 ms per notify: the drains overlap */
     for (round = 0; round < ROUNDS; round++) {
@@ -676,9 +684,7 @@ Test(payout, two_concurrent_drains_deliver_each_notification_once)
                d[1].delivered, N);
         cr_assert_eq(d[0].delivered + d[1].delivered, N);
     }
-    for (i = 0; i < N * ROUNDS; i++)
-        cr_assert_eq(rec_delivered(ids[i]), 1, "payout %lld delivered %d times", (long long)ids[i],
-                     rec_delivered(ids[i]));
+    assert_each_once(ids, N * ROUNDS);
     cr_assert_eq(rec_total(), N * ROUNDS);
     cr_assert_eq(count_sql(c, "SELECT COUNT(*) FROM billing_outbox WHERE delivered = 0"), 0);
     txm_billing_free(b0);
@@ -716,7 +722,7 @@ Test(payout, hooks_and_a_concurrent_drain_deliver_each_notification_once)
     txm_conn *c = bf_open(), *d = bf_open();
     txm_billing *b = setup(c, NULL);
     int64_t acct = account(b, c, "kim"), ids[N];
-    size_t i, by_drain = 0, drains = 0;
+    size_t by_drain = 0, drains = 0;
     pthread_t th;
     payer p;
 
@@ -736,9 +742,7 @@ Test(payout, hooks_and_a_concurrent_drain_deliver_each_notification_once)
     by_drain += drain(b, d);
     printf("payout %s: %d payouts paid while %zu drains ran: %zu delivered by the drains, %zu by hooks\n",
            bf_engine(), N, drains + 1, by_drain, (size_t)N - by_drain);
-    for (i = 0; i < N; i++)
-        cr_assert_eq(rec_delivered(ids[i]), 1, "payout %lld delivered %d times", (long long)ids[i],
-                     rec_delivered(ids[i]));
+    assert_each_once(ids, N);
     cr_assert_eq(rec_total(), N);
     txm_billing_free(b);
     txm_close(d);
@@ -785,7 +789,6 @@ Test(payout, two_threads_paying_the_same_payouts_pay_and_notify_each_once)
     pthread_barrier_t bar;
     pthread_t th[2];
     racer r[2];
-    size_t i;
     int k;
 
     make_payouts(b, c, acct, ids, N);
@@ -807,9 +810,7 @@ Test(payout, two_threads_paying_the_same_payouts_pay_and_notify_each_once)
            r[0].paid, r[1].paid, r[0].refused, r[1].refused);
     cr_assert_eq(r[0].paid + r[1].paid, N);
     cr_assert_eq(r[0].refused + r[1].refused, N);
-    for (i = 0; i < N; i++)
-        cr_assert_eq(rec_delivered(ids[i]), 1, "payout %lld delivered %d times", (long long)ids[i],
-                     rec_delivered(ids[i]));
+    assert_each_once(ids, N);
     cr_assert_eq(count_sql(c, "SELECT COUNT(*) FROM billing_outbox"), N);
     txm_billing_free(b);
     txm_close(c);
