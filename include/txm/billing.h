@@ -168,23 +168,34 @@ TXM_EXTERN int txm_billing_get_or_create(const txm_billing *b, txm_conn *c, cons
 
 /* ---------------------------------------------------------------------------------------------
  * Payouts. payouts(id, account_id, amount, status 'pending'|'paid'); outbox(id, payout_id unique,
- * message, delivered). Marking a payout paid (pending -> paid) writes its notification to the
+ * message, delivered, claims, claimed_at). Marking a payout paid (pending -> paid) writes its notification to the
  * outbox in the same transaction and registers an on-commit hook that delivers it (options.notify)
  * and marks it delivered: a notification is never
  * delivered for a payout whose transaction rolled back. Notifications left undelivered (a crash
  * between commit and hook, a failing notify) are delivered by txm_billing_outbox_drain:
  * at-least-once, each carrying its payout id for deduplication.
  * ------------------------------------------------------------------------------------------- */
+/* A pending payout of amount (> 0, else TXM_EINVALID) to the account (TXM_ENOTFOUND if none). */
 TXM_EXTERN int txm_billing_payout_create(const txm_billing *b, txm_conn *c, int64_t account_id, int64_t amount,
                                          int64_t *id_out);
-/* pending -> paid. TXM_ENOTFOUND (no such payout), TXM_EINVALID (not pending: names its status). */
+/* pending -> paid. TXM_ENOTFOUND (no such payout), TXM_EINVALID (not pending: names its status).
+ * Outside a transaction the notification is delivered before the call returns; inside one, after
+ * the outermost commit. A notify that fails there makes that commit return TXM_EHOOK (committed;
+ * the notification stays in the outbox). The hook keeps its own copy of what it needs: b may be
+ * freed before the commit. */
 TXM_EXTERN int txm_billing_payout_mark_paid(const txm_billing *b, txm_conn *c, int64_t payout_id);
 /* All-or-nothing: one transaction (or the caller's), a nested level per payout. If any fails,
- * nothing is paid, no notification is delivered, and *failed_index_out (may be NULL) names it. */
+ * nothing is paid, no notification is delivered, and *failed_index_out (may be NULL) names it
+ * (n when no item failed, also when the failure was not an item's, e.g. the COMMIT); the error is
+ * that item's. A payout listed twice fails the second time (already paid by the first). */
 TXM_EXTERN int txm_billing_payouts_mark_paid(const txm_billing *b, txm_conn *c, const int64_t *payout_ids,
                                              size_t n, size_t *failed_index_out);
 /* Delivers every undelivered notification in payout-id order; *delivered_out (may be NULL)
- * counts them. Refuses to run inside a transaction. */
+ * counts them. Refuses to run inside a transaction (TXM_EMISUSE) and without options.notify
+ * (TXM_EINVALID). A row being delivered by a hook or another drain is skipped (each row is
+ * claimed first); a claim left by a crashed process is taken over after a lease of 120 s. When
+ * notify fails for some rows the others are still tried, and the result is TXM_ERROR counting
+ * the failures (they stay in the outbox). */
 TXM_EXTERN int txm_billing_outbox_drain(const txm_billing *b, txm_conn *c, size_t *delivered_out);
 
 /* ---------------------------------------------------------------------------------------------
