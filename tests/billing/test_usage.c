@@ -647,7 +647,7 @@ Test(usage, race_deleter_against_recorder, .timeout = 240)
             want += n % 4 != 0;
         cr_assert_eq(R.retried, want, "lockstep retries %lld, expected %lld", (long long)R.retried, (long long)want);
     }
-    printf("usage race (%s): lockstep %u iterations, %lld retries\n", bf_engine(), LOCKSTEP, (long long)R.retried);
+    printf("usage race (%s): lockstep %u iterations, %lld FK-null retries\n", bf_engine(), LOCKSTEP, (long long)R.retried);
 
     /* Phase 2, free-running: deletes and records at full speed, lock waits and all. */
     {
@@ -659,10 +659,12 @@ Test(usage, race_deleter_against_recorder, .timeout = 240)
         R.stop = 1;
         pthread_join(t, NULL);
         cr_assert(!err && !R.failed, "%s", R.failure);
+        txm_stats st;
+        txm_stats_get(rc2, &st);
         printf("usage race (%s): free-running %u records (%lld in a caller's transaction) against %lld key and "
-               "%lld upstream deletes: %lld retries\n",
+               "%lld upstream deletes: %lld FK-null retries, %llu transaction retries (deadlocks)\n",
                bf_engine(), FREE_RUN, (long long)R.in_tx, (long long)R.deleted_keys, (long long)R.deleted_ups,
-               (long long)(R.retried - before));
+               (long long)(R.retried - before), (unsigned long long)st.retries);
     }
 
     /* Totals: every unit charged is in a live key's quota or was deleted with its key; the units
