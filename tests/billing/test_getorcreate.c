@@ -545,3 +545,37 @@ Test(goc, concurrent_deleter, .timeout = 240)
     txm_billing_free(C.b);
     txm_close(c);
 }
+
+#include <txm/fault.h>
+
+/* A deadlock at the insert (outside a caller's transaction) is retried; inside one it is the
+ * caller's, with its category and TXM_ERRF_TX_LOST. One row either way. */
+Test(goc, deadlock_is_retried_outside_and_propagated_inside)
+{
+    txm_conn *c = bf_open(), *fc = NULL;
+    txm_billing *b = bf_billing(c, NULL);
+    txm_tx *tx = NULL;
+    txm_stats st;
+    char url[600];
+    int64_t id = 0;
+    int created = -1, rc;
+    make_items(c);
+    snprintf(url, sizeof url, "fault+%s", bf_url());
+    BF_OK(txm_open(&fc, url, NULL));
+    BF_OK(txm_fault_set(fc, "fault=deadlock&fault_at=1"));
+    BF_OK(txm_billing_get_or_create(b, fc, "goc_items", "id", "k", "dl", &id, &created));
+    cr_assert_eq(txm_fault_count(fc), 1);
+    txm_stats_get(fc, &st);
+    cr_assert_eq(st.retries, 1);
+    cr_assert_eq(created, 1);
+    BF_OK(txm_begin(&tx, fc, NULL));
+    BF_OK(txm_fault_set(fc, "fault=deadlock&fault_at=1"));
+    rc = txm_billing_get_or_create(b, fc, "goc_items", "id", "k", "dl", &id, &created);
+    cr_assert_eq(rc, TXM_EDEADLOCK, "%s: %s", txm_err_name(rc), txm_error_last()->message);
+    cr_assert(txm_error_last()->flags & TXM_ERRF_TX_LOST);
+    txm_rollback(tx);
+    cr_assert_eq(q1(c, "SELECT COUNT(*) FROM goc_items WHERE k = ?", "dl"), 1);
+    txm_close(fc);
+    txm_billing_free(b);
+    txm_close(c);
+}

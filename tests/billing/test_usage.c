@@ -686,3 +686,120 @@ Test(usage, race_deleter_against_recorder, .timeout = 240)
     txm_billing_free(R.b);
     txm_close(c);
 }
+
+/* ---- faults at exact places (the fault driver, docs/fault-driver.md) -------------------------- */
+
+#include <txm/fault.h>
+
+static txm_conn *fault_open(void)
+{
+    char url[600];
+    txm_conn *c = NULL;
+    const char *u = bf_url();
+    snprintf(url, sizeof url, "fault+%s", u);
+    BF_OK(txm_open(&c, url, NULL));
+    return c;
+}
+
+/* A deadlock at the insert (statement 2: after the charge) loses the attempt; the retry charges
+ * and writes once. */
+Test(usage, deadlock_at_the_insert_is_retried_once_charged_once)
+{
+    fx f;
+    txm_conn *fc;
+    txm_billing_usage u = {0, 0, 0, 6};
+    txm_billing_usage_result r;
+    txm_stats st;
+    fx_open(&f);
+    fc = fault_open();
+    u.account_id = f.account;
+    u.api_key_id = f.key;
+    BF_OK(txm_fault_set(fc, "fault=deadlock&fault_at=2"));
+    BF_OK(txm_billing_usage_record(f.b, fc, &u, &r));
+    cr_assert_eq(txm_fault_count(fc), 1);
+    txm_stats_get(fc, &st);
+    cr_assert_eq(st.retries, 1);
+    cr_assert_eq(r.quota_delta, 6);
+    cr_assert_eq(r.retried, 0);
+    cr_assert_eq(q(f.c, "SELECT quota_used FROM billing_api_keys WHERE id = ?", f.key), 6);
+    cr_assert_eq(q(f.c, "SELECT COUNT(*) FROM billing_usage", 0), 1);
+    txm_close(fc);
+    fx_close(&f);
+}
+
+/* A deadlock at the retried insert (the key vanished: 1 charge, 2 its probe, 3 insert, 4 upstream
+ * probe, 5 retried insert; SQLite probes account, key and upstream: 7): the whole attempt is redone
+ * and its result is the second attempt's. */
+Test(usage, deadlock_at_the_retried_insert)
+{
+    fx f;
+    txm_conn *fc;
+    txm_billing_usage u = {0, 0, 0, 6};
+    txm_billing_usage_result r;
+    fx_open(&f);
+    fc = fault_open();
+    del(f.c, "billing_api_keys", f.key);
+    u.account_id = f.account;
+    u.api_key_id = f.key;
+    u.upstream_id = f.upstream;
+    BF_OK(txm_fault_set(fc, server() ? "fault=deadlock&fault_at=5" : "fault=deadlock&fault_at=7"));
+    BF_OK(txm_billing_usage_record(f.b, fc, &u, &r));
+    cr_assert_eq(txm_fault_count(fc), 1);
+    cr_assert_eq(r.retried, 1);
+    cr_assert_eq(r.api_key_id, 0);
+    cr_assert_eq(r.upstream_id, f.upstream);
+    cr_assert_eq(r.quota_delta, 0);
+    cr_assert_eq(q(f.c, "SELECT COUNT(*) FROM billing_usage", 0), 1);
+    txm_close(fc);
+    fx_close(&f);
+}
+
+/* A lost connection during the insert, inside a caller's transaction: propagated as such (never
+ * mistaken for a vanished reference), the caller's transaction is lost, nothing is written. */
+Test(usage, lost_connection_propagates)
+{
+    fx f;
+    txm_conn *fc;
+    txm_tx *tx = NULL;
+    txm_billing_usage u = {0, 0, 0, 6};
+    int rc;
+    fx_open(&f);
+    fc = fault_open();
+    u.account_id = f.account;
+    u.api_key_id = f.key;
+    BF_OK(txm_begin(&tx, fc, NULL));
+    BF_OK(txm_fault_set(fc, "fault=disconnect&fault_at=2"));
+    rc = txm_billing_usage_record(f.b, fc, &u, NULL);
+    cr_assert_eq(rc, TXM_ECONNECTION, "%s: %s", txm_err_name(rc), txm_error_last()->message);
+    cr_assert(txm_error_last()->flags & TXM_ERRF_TX_LOST);
+    cr_assert_eq(txm_fault_count(fc), 1);
+    txm_rollback(tx);
+    txm_close(fc);
+    cr_assert_eq(q(f.c, "SELECT COUNT(*) FROM billing_usage", 0), 0);
+    cr_assert_eq(q(f.c, "SELECT quota_used FROM billing_api_keys WHERE id = ?", f.key), 0);
+    fx_close(&f);
+}
+
+/* A failing probe (a lock timeout on the upstream probe, statement 4) ends the call with that error;
+ * the charge and everything else is undone. */
+Test(usage, failing_probe_undoes_everything)
+{
+    fx f;
+    txm_conn *fc;
+    txm_billing_usage u = {0, 0, 0, 6};
+    int rc;
+    fx_open(&f);
+    fc = fault_open();
+    del(f.c, "billing_api_keys", f.key);
+    u.account_id = f.account;
+    u.api_key_id = f.key;
+    u.upstream_id = f.upstream;
+    BF_OK(txm_fault_set(fc, "fault=lock_timeout&fault_at=4"));
+    rc = txm_billing_usage_record(f.b, fc, &u, NULL);
+    cr_assert_eq(rc, TXM_ELOCK_TIMEOUT, "%s: %s", txm_err_name(rc), txm_error_last()->message);
+    cr_assert_eq(txm_fault_count(fc), 1);
+    cr_assert_eq(txm_depth(fc), 0);
+    cr_assert_eq(q(f.c, "SELECT COUNT(*) FROM billing_usage", 0), 0);
+    txm_close(fc);
+    fx_close(&f);
+}
