@@ -12,6 +12,11 @@
  * loop go round again. Deadlocks between concurrent inserters (MySQL's next-key locks) lose the
  * transaction: outside a caller's transaction the whole call is retried (bl_run).
  *
+ * PostgreSQL and SQLite read first: most calls find the row, and an ON CONFLICT insert that
+ * conflicts still draws a sequence value (PostgreSQL), so insert-first would burn an id and a
+ * statement on every "get". Not on MySQL: there a locking read of an absent key takes a gap lock,
+ * and two sessions creating the same key would then deadlock on their inserts every time.
+ *
  * MySQL's TXM_EUNIQUE does not say which key refused the row until we look: a duplicate in
  * another unique index of the table fails every insert while our key's row stays absent, and
  * looping on it would end in a misleading TXM_ENOTFOUND. So when the read after a unique
@@ -106,6 +111,21 @@ static int mysql_dup_is_ours(txm_conn *c, const goc *g, int *ours)
     return 0;
 }
 
+/* The locking read of the key's row: *found and *id. A missing row is no error (the record of a
+ * unique violation we may still propagate stays intact). */
+static int locked_read(txm_conn *c, const char *sel, const txm_value *p, int64_t *id, int *found)
+{
+    txm_rows *r = NULL;
+    int rc = txm_query(&r, c, sel, p, 1);
+    if (rc)
+        return rc;
+    *found = txm_rows_next(r);
+    if (*found)
+        *id = txm_rows_get_i64(r, 0);
+    txm_rows_free(r);
+    return 0;
+}
+
 int bl_get_or_create(txm_conn *c, goc *g)
 {
     /* Four quoted names of up to 129 bytes each (txm_quote_ident) plus the statement. */
@@ -123,9 +143,16 @@ int bl_get_or_create(txm_conn *c, goc *g)
                     txm_sql_row_lock(c, TXM_ROW_LOCK_SHARE));
     if (rc)
         return rc;
+    if (g->b->engine != BL_MYSQL) {
+        int found = 0;
+        if ((rc = locked_read(c, sel, &p, &g->id, &found)) != 0 || found) {
+            g->created = 0;
+            return rc;
+        }
+    }
     for (round = 0; round < GOC_ROUNDS; round++) {
         txm_rows *r = NULL;
-        int inserted = 0, ours = 1;
+        int inserted = 0, found = 0, ours = 1;
         if (g->b->engine == BL_MYSQL) {
             rc = mysql_insert(c, ins, &p, &g->id, &inserted, &dup);
         } else {
@@ -143,16 +170,12 @@ int bl_get_or_create(txm_conn *c, goc *g)
             g->created = 1;
             return 0;
         }
-        rc = txm_query(&r, c, sel, &p, 1);
-        if (rc)
+        if ((rc = locked_read(c, sel, &p, &g->id, &found)) != 0)
             return rc;
-        if (txm_rows_next(r)) {
-            g->id = txm_rows_get_i64(r, 0);
+        if (found) {
             g->created = 0;
-            txm_rows_free(r);
             return 0;
         }
-        txm_rows_free(r);
         /* Absent. After a MySQL unique violation: on our key (deleted since: go round again), or
          * on another unique index (propagate it: it will fail every round). */
         if (dup && (rc = mysql_dup_is_ours(c, g, &ours)) != 0)
