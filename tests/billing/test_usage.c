@@ -803,3 +803,53 @@ Test(usage, failing_probe_undoes_everything)
     txm_close(fc);
     fx_close(&f);
 }
+
+/* A caller's REPEATABLE READ transaction whose snapshot still shows the key that another session
+ * deleted since. MySQL: the charge and the FK check read the newest rows, so the key is nulled by
+ * the retry as usual. PostgreSQL refuses to charge a row deleted after the snapshot
+ * (TXM_ESERIALIZATION, transaction lost): the caller's retried transaction succeeds. */
+Test(usage, repeatable_read_caller)
+{
+    fx f;
+    txm_conn *o = NULL;
+    txm_tx_options rr = TXM_TX_OPTIONS_INIT;
+    txm_tx *tx = NULL;
+    txm_billing_usage u = {0, 0, 0, 4};
+    txm_billing_usage_result r;
+    int64_t n = 0;
+    int rc;
+    fx_open(&f);
+    if (!server()) {
+        fx_close(&f);
+        cr_skip_test("SQLite: the caller's write transaction excludes the deleting session");
+    }
+    BF_OK(txm_open(&o, bf_url(), NULL));
+    rr.isolation = TXM_ISOLATION_REPEATABLE_READ;
+    u.account_id = f.account;
+    u.api_key_id = f.key;
+    BF_OK(txm_begin(&tx, f.c, &rr));
+    BF_OK(txm_query_i64(f.c, &n, "SELECT COUNT(*) FROM billing_api_keys", NULL, 0)); /* snapshot: 2 keys */
+    cr_assert_eq(n, 2);
+    del(o, "billing_api_keys", f.key);
+    rc = txm_billing_usage_record(f.b, f.c, &u, &r);
+    if (strcmp(bf_engine(), "mysql") == 0) {
+        cr_assert_eq(rc, 0, "%s: %s", txm_err_name(rc), txm_error_last()->message);
+        cr_assert_eq(r.retried, 1);
+        cr_assert_eq(r.api_key_id, 0);
+        cr_assert_eq(r.quota_delta, 0);
+        BF_OK(txm_commit(tx));
+    } else {
+        cr_assert_eq(rc, TXM_ESERIALIZATION, "%s: %s", txm_err_name(rc), txm_error_last()->message);
+        cr_assert(txm_error_last()->flags & TXM_ERRF_TX_LOST);
+        BF_OK(txm_rollback(tx));
+        BF_OK(txm_begin(&tx, f.c, &rr)); /* what the caller's txm_retry does */
+        BF_OK(txm_billing_usage_record(f.b, f.c, &u, &r));
+        cr_assert_eq(r.retried, 1);
+        cr_assert_eq(r.api_key_id, 0);
+        BF_OK(txm_commit(tx));
+    }
+    cr_assert_eq(q(f.c, "SELECT COUNT(*) FROM billing_usage WHERE api_key_id IS NULL", 0), 1);
+    cr_assert_eq(q(f.c, "SELECT COALESCE(SUM(quota_used), 0) FROM billing_api_keys", 0), 0);
+    txm_close(o);
+    fx_close(&f);
+}
