@@ -246,6 +246,7 @@ Test(import, workers_process_every_task_exactly_once)
     cr_assert_eq(OUT_ROWS(c), TASKS);
     cr_assert_eq(PENDING(c, id), 0);
     cr_assert_str_eq(status_of(c, id), "running");
+    cr_assert_eq(count(c, "SELECT COUNT(*) FROM billing_import_workers", 0), 0, "a finished worker stayed registered");
     fprintf(stderr, "import[%s]: %d tasks by %d workers in %.3f s, at most %d callbacks at once\n", bf_engine(),
             TASKS, WORKERS, now_s() - t0, atomic_load(&s.max_in_fn));
     txm_billing_free(b);
