@@ -8,6 +8,8 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include <txm/fault.h>
+
 TestSuite(import, .fini = bf_cleanup);
 
 /* ---- fixture --------------------------------------------------------------------------------- */
@@ -249,6 +251,32 @@ Test(import, workers_process_every_task_exactly_once)
     cr_assert_eq(count(c, "SELECT COUNT(*) FROM billing_import_workers", 0), 0, "a finished worker stayed registered");
     fprintf(stderr, "import[%s]: %d tasks by %d workers in %.3f s, at most %d callbacks at once\n", bf_engine(),
             TASKS, WORKERS, now_s() - t0, atomic_load(&s.max_in_fn));
+    /* Throughput with an instant callback (a figure for the docs; asserted only for correctness). */
+    for (int nw = 1; nw <= WORKERS; nw += WORKERS - 1) {
+        int64_t before = OUT_ROWS(c);
+        id = new_import(b, c, "throughput", 300);
+        shared_init(&s, bf_url(), b, id);
+        t0 = now_s();
+        start_workers(w, (size_t)nw, &s);
+        done = join_workers(w, (size_t)nw);
+        for (int i = 0; i < nw; i++)
+            cr_assert_eq(w[i].rc, 0, "worker %d: %s", i, w[i].err);
+        cr_assert_eq(done, 300);
+        cr_assert_eq(OUT_ROWS(c) - before, 300);
+        fprintf(stderr, "import[%s]: 300 instant tasks, %d worker(s): %.0f tasks/s\n", bf_engine(), nw,
+                300 / (now_s() - t0));
+    }
+    {
+        txm_stats st;
+        id = new_import(b, c, "round trips", 20);
+        shared_init(&s, bf_url(), b, id);
+        txm_stats_reset(c);
+        BF_OK(txm_billing_import_run(b, c, id, task_fn, &s, &done));
+        txm_stats_get(c, &st);
+        cr_assert_eq(done, 20);
+        fprintf(stderr, "import[%s]: a worker of 20 tasks: %llu round trips (%.1f per task, its callback's one included)\n",
+                bf_engine(), (unsigned long long)st.round_trips, (double)st.round_trips / 20);
+    }
     txm_billing_free(b);
     txm_close(c);
 }
@@ -610,6 +638,67 @@ Test(import, hostile_payloads_round_trip_and_bad_input_is_refused)
     }
     cr_assert_eq(count(c, "SELECT COUNT(*) FROM billing_imports", 0), 1, "an import row appeared or vanished");
     free(big);
+    txm_billing_free(b);
+    txm_close(c);
+}
+
+/* The fault driver (docs/fault-driver.md) around the test engine: a task's transaction is atomic
+ * whatever happens at its COMMIT. A deadlock there is retried (the callback runs again, its first
+ * write rolled back); an unknown outcome stops the worker, and the task is done exactly when its
+ * row exists: a later worker runs precisely the tasks that are still pending. */
+static txm_conn *open_fault(const char *spec)
+{
+    char url[700];
+    const char *u = bf_url();
+    txm_conn *f = NULL;
+    snprintf(url, sizeof url, "fault+%s%c%s", u, strchr(u, '?') ? '&' : '?', spec);
+    BF_OK(txm_open(&f, url, NULL));
+    return f;
+}
+
+Test(import, a_lost_or_unknown_commit_keeps_each_task_whole)
+{
+    static const char *const unknown[] = {"fault=commit_unknown&fault_skip=2", "fault=commit_unknown_aborted&fault_skip=2"};
+    txm_conn *c = bf_open(), *f;
+    txm_billing *b = setup(c);
+    shared s;
+    int64_t id, before, deleted = -1;
+    size_t done = 0;
+    int rc;
+    id = new_import(b, c, "deadlocks", 6);
+    f = open_fault("fault=deadlock&fault_at=commit&fault_times=2");
+    shared_init(&s, bf_url(), b, id);
+    BF_OK(txm_billing_import_run(b, f, id, task_fn, &s, &done));
+    cr_assert_eq(txm_fault_count(f), 2);
+    cr_assert_eq(done, 6);
+    cr_assert_eq(atomic_load(&s.calls), 8, "calls %d: two attempts rolled back at COMMIT must run again",
+                 atomic_load(&s.calls));
+    cr_assert_eq(OUT_ROWS(c), 6);
+    txm_close(f);
+    for (int v = 0; v < 2; v++) {
+        int64_t rows, pending;
+        before = OUT_ROWS(c);
+        id = new_import(b, c, v ? "aborted" : "committed", 5);
+        f = open_fault(unknown[v]);
+        shared_init(&s, bf_url(), b, id);
+        rc = txm_billing_import_run(b, f, id, task_fn, &s, &done);
+        cr_assert_eq(rc, TXM_ECOMMIT_UNKNOWN, "%s: run -> %s: %s", unknown[v], txm_err_name(rc),
+                     txm_error_last()->message);
+        cr_assert_eq(txm_fault_count(f), 1);
+        cr_assert_eq(done, 2, "the unknown commit was counted as done");
+        txm_close(f);
+        rows = OUT_ROWS(c) - before;
+        pending = PENDING(c, id);
+        cr_assert_eq(rows + pending, 5, "%s: %lld rows + %lld pending", unknown[v], (long long)rows,
+                     (long long)pending);
+        cr_assert_eq(rows, v ? 2 : 3, "%s: %lld rows", unknown[v], (long long)rows);
+        BF_OK(txm_billing_import_run(b, c, id, task_fn, &s, &done));
+        cr_assert_eq((int64_t)done, pending);
+        cr_assert_eq(OUT_ROWS(c) - before, 5);
+        BF_OK(txm_billing_import_cancel(b, c, id, 5000, &deleted));
+        cr_assert_eq(deleted, 0);
+        cr_assert_eq(count(c, "SELECT COUNT(*) FROM billing_import_workers WHERE import_id = ?", id), 0);
+    }
     txm_billing_free(b);
     txm_close(c);
 }
