@@ -149,6 +149,17 @@ static int check_import_id(int64_t import_id, const char *who)
     return 0;
 }
 
+/* The checks of the calls that must run outside a transaction (run, cancel). */
+static int check_outside_tx(const txm_billing *b, txm_conn *c, int64_t import_id, const char *who)
+{
+    int rc;
+    if ((rc = bl_check(b, c, who)) != 0)
+        return rc;
+    if ((rc = txm_forbid_transaction(c, who)) != 0)
+        return rc;
+    return check_import_id(import_id, who);
+}
+
 /* The import's status: 1 running, 0 canceled; TXM_ENOTFOUND naming who. lock: a row-lock clause
  * ("" for a plain read). */
 static int read_status(const txm_billing *b, txm_conn *c, int64_t import_id, const char *lock, const char *who,
@@ -471,13 +482,9 @@ int txm_billing_import_run(const txm_billing *b, txm_conn *c, int64_t import_id,
     int rc, running = 0, skip = 0, pg_locked = 0;
     if (done_out)
         *done_out = 0;
-    if ((rc = bl_check(b, c, who)) != 0)
-        return rc;
     /* A worker owns its transactions: each task commits on its own, and the locks below are
      * session locks that a caller's rollback would not undo. */
-    if ((rc = txm_forbid_transaction(c, who)) != 0)
-        return rc;
-    if ((rc = check_import_id(import_id, who)) != 0)
+    if ((rc = check_outside_tx(b, c, import_id, who)) != 0)
         return rc;
     if (!fn)
         return txm_error_set(TXM_EINVALID, "%s: task callback is NULL", who);
@@ -715,13 +722,9 @@ int txm_billing_import_cancel(const txm_billing *b, txm_conn *c, int64_t import_
     int rc;
     if (deleted_out)
         *deleted_out = 0;
-    if ((rc = bl_check(b, c, who)) != 0)
-        return rc;
     /* Waiting for workers inside a transaction could wait for this very transaction's locks, and
      * a caller's rollback would undo the cancel after workers were told to stop. */
-    if ((rc = txm_forbid_transaction(c, who)) != 0)
-        return rc;
-    if ((rc = check_import_id(import_id, who)) != 0)
+    if ((rc = check_outside_tx(b, c, import_id, who)) != 0)
         return rc;
     memset(&a, 0, sizeof a);
     a.b = b;
