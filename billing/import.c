@@ -414,7 +414,7 @@ static int my_register(const txm_billing *b, txm_conn *c, int64_t import_id, my_
      * live one, which is right, and rows are deleted by id, never by key. */
     if ((rc = txm_query_i64(c, &conn_id, "SELECT CONNECTION_ID()", NULL, 0)) != 0)
         return rc;
-    if ((rc = bl_sql(w->key, sizeof w->key, "%simport:%lld:w:%lld", b->prefix, (long long)import_id,
+    if ((rc = bl_sql(w->key, sizeof w->key, "%simport:%lld:worker:%lld", b->prefix, (long long)import_id,
                      (long long)conn_id)) != 0)
         return rc;
     if ((rc = txm_lock(c, w->key, TXM_LOCK_EXCLUSIVE | TXM_LOCK_SESSION, 0)) != 0)

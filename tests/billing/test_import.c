@@ -702,3 +702,51 @@ Test(import, a_lost_or_unknown_commit_keeps_each_task_whole)
     txm_billing_free(b);
     txm_close(c);
 }
+
+/* The longest prefix makes the MariaDB worker keys longer than GET_LOCK's 64 bytes (the driver
+ * hashes them): cancel must still find and wait for the worker's lock. */
+Test(import, long_prefix_lock_keys_still_make_cancel_wait)
+{
+    txm_conn *c = bf_open(), *cc = open_short_wait();
+    txm_billing_options o = TXM_BILLING_OPTIONS_INIT;
+    txm_billing *b;
+    shared s;
+    worker w[1];
+    int64_t id = 0, deleted = -1;
+    int rc;
+    o.prefix = "p_abcdefghijklmnopqrstuvwxyz0123"; /* 32 bytes */
+    b = bf_billing(c, &o);
+    BF_OK(txm_exec(c, "DROP TABLE IF EXISTS imp_out", NULL, 0, NULL));
+    BF_OK(txm_exec(c, "CREATE TABLE imp_out (import_id BIGINT NOT NULL, task_id BIGINT NOT NULL, "
+                      "payload TEXT NOT NULL, PRIMARY KEY (import_id, task_id))", NULL, 0, NULL));
+    /* the largest ids make the longest keys: 32 + 7 + 19 + 8 + the connection id's digits > 64 */
+    id = INT64_MAX - 7;
+    BF_OK(txm_exec(c, "INSERT INTO p_abcdefghijklmnopqrstuvwxyz0123imports (id, name) VALUES (?, 'long keys')",
+                   (txm_value[]){txm_int(id)}, 1, NULL));
+    BF_OK(txm_billing_import_add_task(b, c, id, "one", NULL));
+    BF_OK(txm_billing_import_add_task(b, c, id, "two", NULL));
+    shared_init(&s, bf_url(), b, id);
+    s.hold = 1;
+    start_workers(w, 1, &s);
+    wait_holding(&s, &w[0]);
+    if (is_engine("mysql")) {
+        txm_rows *r = NULL;
+        BF_OK(txm_query(&r, c, "SELECT lock_key FROM p_abcdefghijklmnopqrstuvwxyz0123import_workers", NULL, 0));
+        cr_assert(txm_rows_next(r));
+        fprintf(stderr, "import[mysql]: worker key of %zu bytes (GET_LOCK takes 64; longer ones are hashed)\n",
+                strlen(txm_rows_get_text(r, 0, NULL)));
+        txm_rows_free(r);
+    }
+    rc = txm_billing_import_cancel(b, cc, id, 150, &deleted);
+    cr_assert_eq(rc, TXM_ELOCK_TIMEOUT, "cancel did not wait for the worker: %s", txm_err_name(rc));
+    shared_release(&s);
+    BF_OK(txm_billing_import_cancel(b, c, id, -1, &deleted));
+    cr_assert_eq(atomic_load(&s.in_fn), 0);
+    join_workers(w, 1);
+    cr_assert_eq(w[0].rc, 0, "%s", w[0].err);
+    cr_assert_eq(OUT_ROWS(c), (int64_t)w[0].done);
+    BF_OK(txm_billing_schema_drop(b, c));
+    txm_billing_free(b);
+    txm_close(cc);
+    txm_close(c);
+}
