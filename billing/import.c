@@ -227,12 +227,8 @@ static void err_save(saved_err *s, int code)
     snprintf(s->message, sizeof s->message, "%s", txm_error_last()->message);
 }
 
-static int err_restore(const saved_err *s)
-{
-    if (txm_error_last()->code != s->code || strcmp(txm_error_last()->message, s->message) != 0)
-        return txm_error_set(s->code, "%s", s->message);
-    return s->code;
-}
+/* Called only after a clean-up call failed (a successful call leaves the record alone). */
+static int err_restore(const saved_err *s) { return txm_error_set(s->code, "%s", s->message); }
 
 static int64_t now_ms(void)
 {
@@ -527,9 +523,9 @@ int txm_billing_import_run(const txm_billing *b, txm_conn *c, int64_t import_id,
             rc2 = txm_unlock(c, key, TXM_LOCK_SHARED | TXM_LOCK_SESSION);
         else if (b->engine == BL_MYSQL)
             rc2 = my_deregister(b, c, &w);
-        if (rc)
+        if (rc && rc2)
             rc = err_restore(&s);
-        else
+        else if (!rc)
             rc = rc2;
     }
     if (done_out)
