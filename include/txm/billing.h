@@ -211,7 +211,7 @@ TXM_EXTERN int txm_billing_import_add_task(const txm_billing *b, txm_conn *c, in
                                            const char *payload, int64_t *task_id_out);
 
 /* Processes one task: runs inside the task's transaction on c (its writes commit with the task's
- * completion). Non-zero stops the worker; the task stays pending. */
+ * completion). Non-zero stops the worker, which returns that value; the task stays pending. */
 typedef int (*txm_billing_task_cb)(txm_conn *c, int64_t import_id, int64_t task_id, const char *payload,
                                    void *payload_arg);
 
@@ -222,7 +222,9 @@ TXM_EXTERN int txm_billing_import_run(const txm_billing *b, txm_conn *c, int64_t
                                       void *payload_arg, size_t *done_out);
 /* Marks the import canceled, deletes its pending tasks (*deleted_out, may be NULL) and waits up to
  * timeout_ms (< 0: forever) for running workers to finish. Returns 0 once no worker runs, or
- * TXM_ELOCK_TIMEOUT. Refuses to run inside a transaction. */
+ * TXM_ELOCK_TIMEOUT (the import is canceled; call again to wait). SQLite: the wait is the
+ * connection's busy_timeout, and a timeout there changes nothing. Refuses to run inside a
+ * transaction. */
 TXM_EXTERN int txm_billing_import_cancel(const txm_billing *b, txm_conn *c, int64_t import_id, int timeout_ms,
                                          int64_t *deleted_out);
 
