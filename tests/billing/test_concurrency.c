@@ -196,16 +196,45 @@ static txm_billing *billing_counting(txm_conn *c, shared *sh, txm_retry_policy *
     return bf_billing(c, &o);
 }
 
-static void run_threads(worker *w, void *(*fn)(void *))
+/* verify() while the writers run: every run must see one consistent snapshot, across pages. */
+typedef struct verifier {
+    shared *sh;
+    volatile int stop;
+    int rc, runs;
+    char err[300];
+} verifier;
+
+static void *verify_loop(void *arg)
 {
-    pthread_t t[THREADS];
+    verifier *v = arg;
+    txm_conn *c = NULL;
+    int rc = txm_open(&c, bf_url(), NULL);
+    while (rc == 0 && !__atomic_load_n(&v->stop, __ATOMIC_ACQUIRE)) {
+        txm_billing_report r;
+        if ((rc = txm_billing_verify(v->sh->b, c, &r)) != 0)
+            snprintf(v->err, sizeof v->err, "verify during writes: %s: %s", txm_err_name(rc), txm_error_last()->message);
+        v->runs++;
+    }
+    v->rc = rc;
+    txm_close(c);
+    return NULL;
+}
+
+static void run_threads(worker *w, void *(*fn)(void *), verifier *v)
+{
+    pthread_t t[THREADS], vt;
     int i;
+    cr_assert_eq(pthread_create(&vt, NULL, verify_loop, v), 0);
     for (i = 0; i < THREADS; i++)
         cr_assert_eq(pthread_create(&t[i], NULL, fn, &w[i]), 0);
     for (i = 0; i < THREADS; i++)
         pthread_join(t[i], NULL);
+    __atomic_store_n(&v->stop, 1, __ATOMIC_RELEASE);
+    pthread_join(vt, NULL);
     for (i = 0; i < THREADS; i++)
         cr_assert_eq(w[i].rc, 0, "%s", w[i].err);
+    cr_assert_eq(v->rc, 0, "%s", v->err);
+    cr_assert_gt(v->runs, 0);
 }
 
 Test(concurrency, mixed_posts_and_transfers_conserve_money_and_verify)
@@ -214,6 +243,7 @@ Test(concurrency, mixed_posts_and_transfers_conserve_money_and_verify)
     shared sh;
     txm_retry_policy pol;
     worker w[THREADS];
+    verifier ver;
     txm_billing_report rep;
     int64_t total = 0, expect = 0, n = 0, dups = -1, entries = 0;
     long posts = 0, transfers = 0, replays = 0, calls = 0;
@@ -237,8 +267,10 @@ Test(concurrency, mixed_posts_and_transfers_conserve_money_and_verify)
         w[i].no = i;
         w[i].seed = 7919u * (unsigned)(i + 1);
     }
+    memset(&ver, 0, sizeof ver);
+    ver.sh = &sh;
     t0 = now_s();
-    run_threads(w, mixed_worker);
+    run_threads(w, mixed_worker, &ver);
     dt = now_s() - t0;
     for (i = 0; i < THREADS; i++) {
         expect += w[i].posted_sum;
@@ -269,9 +301,9 @@ Test(concurrency, mixed_posts_and_transfers_conserve_money_and_verify)
     BF_OK(txm_billing_verify(sh.b, c, &rep));
     cr_assert_eq(rep.entries, n);
     printf("[%s] mixed: %ld calls in %.2f s = %.0f calls/s (%ld posts, %ld transfers, %ld replays); retries %lu, "
-           "max attempt %u of %u; %.2f round trips per call\n",
+           "max attempt %u of %u; %.2f round trips per call; %d verify runs meanwhile\n",
            bf_engine(), calls, dt, (double)calls / dt, posts, transfers, replays, sh.retries, sh.max_attempt ? sh.max_attempt : 1,
-           pol.max_attempts, (double)rt / (double)calls);
+           pol.max_attempts, (double)rt / (double)calls, ver.runs);
     fflush(stdout);
     txm_billing_free(sh.b);
     free(sh.log);
