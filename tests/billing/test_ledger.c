@@ -522,3 +522,52 @@ Test(ledger, commit_unknown_aborted_then_posted_once)
 {
     commit_unknown("commit_unknown_aborted", 0);
 }
+
+/* A deadlock (injected at the entry's statement, after the account row was updated) is retried
+ * on its own outside a transaction and posts exactly once; inside a caller's transaction it is
+ * returned with TXM_ERRF_TX_LOST for the caller's retry. */
+Test(ledger, a_deadlock_is_retried_and_posts_once)
+{
+    char url[700], spec[80];
+    txm_conn *c = bf_open(), *f = NULL;
+    txm_billing *b = bf_billing(c, NULL);
+    int64_t a = account(b, c, "a", 0), z = account(b, c, "z", 0);
+    int at = strcmp(bf_engine(), "postgresql") == 0 ? 1 : 2; /* the CTE / the INSERT after the UPDATE */
+    txm_billing_entry e, d;
+    txm_stats st;
+    txm_tx *tx = NULL;
+    int rc;
+    snprintf(url, sizeof url, "fault+%s", bf_url());
+    BF_OK(txm_open(&f, url, NULL));
+    snprintf(spec, sizeof spec, "fault=deadlock&fault_at=%d&fault_times=2", at);
+    BF_OK(txm_fault_set(f, spec));
+    txm_stats_reset(f);
+    BF_OK(txm_billing_post(b, f, a, 9, "dl-1", &e));
+    cr_assert_eq(txm_fault_count(f), 2);
+    txm_stats_get(f, &st);
+    cr_assert_eq(st.retries, 2);
+    cr_assert_eq(e.replayed, 0);
+    cr_assert_eq(e.seq, 1);
+    /* The transfer's second leg (PostgreSQL: its second CTE; elsewhere its second UPDATE...). */
+    snprintf(spec, sizeof spec, "fault=deadlock&fault_at=%d", at + 1);
+    BF_OK(txm_fault_set(f, spec));
+    BF_OK(txm_billing_transfer(b, f, a, z, 4, "dl-2", &d, &e));
+    cr_assert_eq(txm_fault_count(f), 3); /* counts since open */
+    cr_assert_eq(e.balance, 4);
+    cr_assert_eq(d.balance, 5);
+    /* Inside a caller's transaction: returned, the transaction lost, nothing written. */
+    snprintf(spec, sizeof spec, "fault=deadlock&fault_at=%d", at);
+    BF_OK(txm_begin(&tx, f, NULL));
+    BF_OK(txm_fault_set(f, spec));
+    rc = txm_billing_post(b, f, a, 1, "dl-3", NULL);
+    cr_assert_eq(rc, TXM_EDEADLOCK, "%s", txm_err_name(rc));
+    cr_assert(txm_error_last()->flags & TXM_ERRF_TX_LOST);
+    txm_rollback(tx);
+    cr_assert_eq(balance_of(b, c, a), 5);
+    cr_assert_eq(balance_of(b, c, z), 4);
+    cr_assert_eq(count_entries(c), 3);
+    verify_ok(b, c);
+    txm_close(f);
+    txm_billing_free(b);
+    txm_close(c);
+}
