@@ -571,3 +571,35 @@ Test(ledger, a_deadlock_is_retried_and_posts_once)
     txm_billing_free(b);
     txm_close(c);
 }
+
+/* The original post committed by another connection after the caller's transaction took its
+ * snapshot (MySQL's default REPEATABLE READ): the replay still finds it (a locking read). */
+Test(ledger, a_replay_inside_an_older_snapshot_finds_the_original)
+{
+    txm_conn *c = bf_open(), *other;
+    txm_billing *b = bf_billing(c, NULL);
+    int64_t a = account(b, c, "a", 0), n = 0;
+    txm_billing_entry e, orig;
+    txm_tx *tx = NULL;
+    if (strcmp(bf_engine(), "sqlite") == 0) {
+        txm_billing_free(b);
+        txm_close(c);
+        cr_skip_test("SQLite: a write transaction holds the database's write lock, so no other post can commit "
+                     "after its snapshot");
+    }
+    other = bf_open();
+    BF_OK(txm_begin(&tx, c, NULL));
+    BF_OK(txm_query_i64(c, &n, "SELECT COUNT(*) FROM billing_entries", NULL, 0)); /* the snapshot */
+    BF_OK(txm_billing_post(b, other, a, 77, "late", &orig));
+    BF_OK(txm_billing_post(b, c, a, 77, "late", &e));
+    cr_assert_eq(e.replayed, 1);
+    cr_assert_eq(e.id, orig.id);
+    cr_assert_eq(e.balance, 77);
+    cr_assert_eq(txm_billing_post(b, c, a, 78, "late", NULL), TXM_EINVALID);
+    BF_OK(txm_commit(tx));
+    cr_assert_eq(balance_of(b, c, a), 77);
+    cr_assert_eq(count_entries(c), 1);
+    txm_close(other);
+    txm_billing_free(b);
+    txm_close(c);
+}
