@@ -100,8 +100,10 @@ TXM_EXTERN int txm_billing_post(const txm_billing *b, txm_conn *c, int64_t accou
                                 const char *idem_key, txm_billing_entry *out);
 
 /* Moves amount (> 0) from one account to another (distinct): two entries, all-or-nothing, locks
- * taken in account-id order so transfers never deadlock each other. Idempotent by key as a post.
- * debit_out/credit_out may be NULL. */
+ * taken in account-id order so transfers never deadlock each other. Idempotent by key as a post
+ * (entries.leg 0 = the debit, 1 = the credit; a post's entry is leg 0, so a key used by a post is
+ * TXM_EINVALID for a transfer and vice versa). Errors as for a post; TXM_ECHECK when the debited
+ * account has no overdraft and too little money. debit_out/credit_out may be NULL. */
 TXM_EXTERN int txm_billing_transfer(const txm_billing *b, txm_conn *c, int64_t from_account, int64_t to_account,
                                     int64_t amount, const char *idem_key, txm_billing_entry *debit_out,
                                     txm_billing_entry *credit_out);
