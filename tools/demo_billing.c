@@ -265,7 +265,7 @@ static int story_usage(bdemo *d)
     if ((rc = txm_billing_usage_record(d->b, d->c, &u, &r)))
         return bfail("recording usage", rc);
     printf("   snapshot %lld written: api_key_id %s, upstream_id %lld, retried %d, quota delta %lld\n",
-           (long long)r.id, r.api_key_id ? "kept" : "NULL (the FK error named the api-key constraint)",
+           (long long)r.id, r.api_key_id ? "kept" : "NULL (the key was gone: nulled, insert retried once)",
            (long long)r.upstream_id, r.retried, (long long)r.quota_delta);
     if (bcheck(r.retried == 1 && r.api_key_id == 0 && r.upstream_id == up && r.quota_delta == 0,
                "the snapshot did not survive the race as told"))
