@@ -13,11 +13,19 @@ trap 'rm -rf "$tmp"' EXIT
 meson install -C "$build" --no-rebuild --destdir "$tmp/root" --quiet >/dev/null
 pc=$(find "$tmp/root" -name txm-billing.pc | head -1)
 [ -n "$pc" ] || { echo "txm-billing.pc was not installed"; exit 1; }
-pcdir=$(dirname "$pc")
-prefix=$(PKG_CONFIG_PATH="$pcdir" pkg-config --variable=prefix txm-billing)
-flags=$(PKG_CONFIG_PATH="$pcdir" pkg-config --define-variable=prefix="$tmp/root$prefix" --cflags --libs txm-billing)
+# The .pc files name the configured prefix; a user who installs there finds them as they are.
+# Here the tree sits under a temporary root: point copies of them at it.
+mkdir -p "$tmp/pc"
+for f in "$(dirname "$pc")"/txm*.pc; do
+    prefix=$(sed -n 's/^prefix=//p' "$f")
+    sed "s|^prefix=.*|prefix=$tmp/root$prefix|" "$f" > "$tmp/pc/$(basename "$f")"
+done
+export PKG_CONFIG_PATH="$tmp/pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+# meson test points LD_LIBRARY_PATH at the build tree; a user's program does not have that.
+unset LD_LIBRARY_PATH
+flags=$(pkg-config --cflags --libs txm-billing)
 echo "pkg-config --cflags --libs txm-billing: $flags"
-libdir=$(PKG_CONFIG_PATH="$pcdir" pkg-config --define-variable=prefix="$tmp/root$prefix" --variable=libdir txm-billing)
+libdir=$(pkg-config --variable=libdir txm-billing)
 # shellcheck disable=SC2086
 cc -std=c11 -Wall -Wextra -Werror -o "$tmp/example" "$example" $flags -Wl,-rpath,"$libdir"
 # The example must use the installed libraries, not the build tree's.
