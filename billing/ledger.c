@@ -166,13 +166,19 @@ typedef struct ledger_op {
     const txm_billing *b;
     const char *who, *key;
     size_t n;                /* 1: a post, 2: a transfer */
+    int want_rows;           /* the caller wants the entries: the INSERTs return them */
     leg legs[LEGS_MAX];      /* by role: [0] post or debit, [1] credit */
     txm_billing_entry out[LEGS_MAX];
 } ledger_op;
 
-/* The statements of one leg. PostgreSQL: the CTE alone (upd = ""). */
-static int leg_sql(const txm_billing *b, char *upd, size_t usize, char *ins, size_t isize)
+/* The statements of one leg. PostgreSQL: the CTE alone (upd = ""). With `returning`, the INSERT
+ * returns the entry; without, a batch at depth 0 is one flight with its COMMIT on PostgreSQL and
+ * MySQL (the drivers end a flight after a statement whose rows they buffer, so that running out of
+ * memory storing them can never follow a COMMIT the server already ran): the lock is then held for
+ * no client round trip. */
+static int leg_sql(const txm_billing *b, int returning, char *upd, size_t usize, char *ins, size_t isize)
 {
+    const char *ret = returning ? " RETURNING id, seq, balance" : "";
     const char *A = b->t.accounts, *E = b->t.entries;
     static const char cols[] = "(account_id, seq, amount, balance, idem_key, leg)";
     int rc;
@@ -182,16 +188,15 @@ static int leg_sql(const txm_billing *b, char *upd, size_t usize, char *ins, siz
         return bl_sql(ins, isize,
                       "WITH a AS (UPDATE %s SET balance = balance + ?, last_seq = last_seq + 1 WHERE id = ? "
                       "RETURNING balance, last_seq) "
-                      "INSERT INTO %s %s VALUES (?, (SELECT last_seq FROM a), ?, (SELECT balance FROM a), ?, ?) "
-                      "RETURNING id, seq, balance",
-                      A, E, cols);
+                      "INSERT INTO %s %s VALUES (?, (SELECT last_seq FROM a), ?, (SELECT balance FROM a), ?, ?)%s",
+                      A, E, cols, ret);
     case BL_MYSQL:
         rc = bl_sql(upd, usize, "UPDATE %s SET balance = balance + ?, last_seq = last_seq + 1 WHERE id = ?", A);
         return rc ? rc
                   : bl_sql(ins, isize,
                            "INSERT INTO %s %s VALUES (?, (SELECT last_seq FROM %s WHERE id = ?), ?, "
-                           "(SELECT balance FROM %s WHERE id = ?), ?, ?) RETURNING id, seq, balance",
-                           E, cols, A, A);
+                           "(SELECT balance FROM %s WHERE id = ?), ?, ?)%s",
+                           E, cols, A, A, ret);
     default:
         /* changes() is still the UPDATE's count while the INSERT runs: 0 when the bounds (or a
          * missing row) stopped it, and then the NULL seq fails the INSERT. */
@@ -202,9 +207,8 @@ static int leg_sql(const txm_billing *b, char *upd, size_t usize, char *ins, siz
         return rc ? rc
                   : bl_sql(ins, isize,
                            "INSERT INTO %s %s VALUES (?, (SELECT last_seq FROM %s WHERE id = ? AND changes() = 1), "
-                           "?, (SELECT balance FROM %s WHERE id = ? AND changes() = 1), ?, ?) "
-                           "RETURNING id, seq, balance",
-                           E, cols, A, A);
+                           "?, (SELECT balance FROM %s WHERE id = ? AND changes() = 1), ?, ?)%s",
+                           E, cols, A, A, ret);
     }
 }
 
@@ -348,10 +352,11 @@ static int run_op(txm_conn *c, ledger_op *op)
     char upd[512], ins[1024];
     txm_batch_stmt st[2 * LEGS_MAX];
     size_t stleg[2 * LEGS_MAX], order[LEGS_MAX], ns = 0, i;
+    int is_insert[2 * LEGS_MAX] = {0};
     txm_batch_options bo = TXM_BATCH_OPTIONS_INIT;
     const txm_error *e;
     int rc;
-    if ((rc = leg_sql(op->b, upd, sizeof upd, ins, sizeof ins)) != 0)
+    if ((rc = leg_sql(op->b, op->want_rows, upd, sizeof upd, ins, sizeof ins)) != 0)
         return rc;
     memset(st, 0, sizeof st);
     memset(op->out, 0, sizeof op->out);
@@ -374,11 +379,14 @@ static int run_op(txm_conn *c, ledger_op *op)
         st[ns].sql = ins;
         st[ns].params = l->ins;
         st[ns].nparams = 6;
-        st[ns].rows_out = &l->rows;
+        st[ns].rows_out = op->want_rows ? &l->rows : NULL;
+        is_insert[ns] = 1;
         stleg[ns++] = order[i];
     }
     bo.retry = &op->b->retry; /* depth 0 only: inside a transaction the batch is a nested level */
     rc = txm_batch(c, st, ns, &bo);
+    if (rc == 0 && !op->want_rows)
+        return 0;
     if (rc == 0) {
         for (i = 0; i < op->n; i++) {
             leg *l = &op->legs[i];
@@ -406,7 +414,7 @@ static int run_op(txm_conn *c, ledger_op *op)
             break;
     if (rc == TXM_EUNIQUE && unique_is_idem_key(op, e))
         return replay(c, op, rc);
-    if (rc == TXM_ENOT_NULL && i < ns && st[i].rows_out)
+    if (rc == TXM_ENOT_NULL && i < ns && is_insert[i])
         return classify_missing(c, op, &op->legs[stleg[i]], rc);
     if (rc == TXM_EDATA && strcmp(e->sqlstate, "22003") == 0 && i < ns) {
         const leg *l = &op->legs[stleg[i]];
@@ -437,6 +445,7 @@ int txm_billing_post(const txm_billing *b, txm_conn *c, int64_t account_id, int6
     op.who = who;
     op.key = idem_key;
     op.n = 1;
+    op.want_rows = out != NULL;
     op.legs[0].account = account_id;
     op.legs[0].amount = amount;
     if ((rc = run_op(c, &op)) == 0 && out)
@@ -466,6 +475,7 @@ int txm_billing_transfer(const txm_billing *b, txm_conn *c, int64_t from_account
     op.who = who;
     op.key = idem_key;
     op.n = 2;
+    op.want_rows = debit_out || credit_out;
     op.legs[0].account = from_account;
     op.legs[0].amount = -amount;
     op.legs[1].account = to_account;
