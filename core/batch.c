@@ -38,18 +38,18 @@ typedef struct batch_run {
 static void free_rows(batch_run *b)
 {
     size_t i;
-    for (i = 0; i < b->n; i++) {
+    for (i = 0; b->rows && i < b->n; i++) {
         txm_rows_free(b->rows[i]);
         b->rows[i] = NULL;
-        b->ops[i].sink = NULL;
+        if (b->ops)
+            b->ops[i].sink = NULL;
     }
 }
 
 static void free_run(batch_run *b)
 {
     size_t i;
-    if (b->rows)
-        free_rows(b);
+    free_rows(b);
     if (b->rewritten)
         for (i = 0; i < b->n; i++)
             txm__free(b->rewritten[i]);
