@@ -348,3 +348,78 @@ Test(batch, deadlocked_batch_retried_to_success, .init = conf_init_shared, .fini
     txm_close(s[0].c);
     txm_close(s[1].c);
 }
+
+/* ---- faults injected by the fault driver (deterministic, every engine) ---- */
+static txm_conn *open_fault(const char *spec)
+{
+    char url[2300];
+    int n = snprintf(url, sizeof url, "%s%s%c%s", strncmp(conf.url, "fault+", 6) == 0 ? "" : "fault+", conf.url,
+                     strchr(conf.url, '?') ? '&' : '?', spec);
+    cr_assert(n > 0 && (size_t)n < sizeof url);
+    txm_conn *f = NULL;
+    CONF_OK(txm_open(&f, url, NULL));
+    return f;
+}
+
+Test(batch, injected_deadlock_retried_with_fresh_outputs, .init = conf_init_shared, .fini = conf_fini)
+{
+    txm_conn *f = open_fault("fault=deadlock&fault_at=2");
+    txm_value p1[2] = {txm_int(1), txm_text("a")}, p2[2] = {txm_int(2), txm_text("b")};
+    txm_rows *rows = NULL;
+    txm_batch_stmt s[3] = {stmt(ins_item, p1, 2), stmt(ins_item, p2, 2), stmt("SELECT id FROM t_item", NULL, 0)};
+    s[2].rows_out = &rows;
+    txm_retry_policy pol = TXM_RETRY_POLICY_INIT;
+    txm_batch_options o = TXM_BATCH_OPTIONS_INIT;
+    pol.base_delay_us = 100;
+    pol.seed = 7;
+    o.retry = &pol;
+    txm_stats before = conf_stats(f);
+    CONF_OK(txm_batch(f, s, 3, &o)); /* attempt 1: statement 2 is the deadlock victim */
+    txm_stats d = conf_delta(f, &before);
+    cr_assert(d.retries == 1 && d.begins == 2 && d.commits == 1 && d.rollbacks <= 1, "retries %llu begins %llu",
+              (unsigned long long)d.retries, (unsigned long long)d.begins);
+    cr_assert(s[0].status == 0 && s[1].status == 0 && s[2].status == 0);
+    cr_assert(rows && txm_rows_count(rows) == 2, "the result is the successful attempt's");
+    txm_rows_free(rows);
+    cr_assert(conf_count(conf.c, "t_item") == 2);
+    txm_close(f);
+}
+
+Test(batch, injected_deadlock_without_retry_and_nested, .init = conf_init_shared, .fini = conf_fini)
+{
+    txm_conn *f = open_fault("fault=deadlock&fault_at=2&fault_times=2");
+    txm_value p1[2] = {txm_int(1), txm_text("a")}, p2[2] = {txm_int(2), txm_text("b")};
+    txm_batch_stmt s[2] = {stmt(ins_item, p1, 2), stmt(ins_item, p2, 2)};
+    CONF_RC(TXM_EDEADLOCK, txm_batch(f, s, 2, NULL));
+    cr_assert(s[0].status == 0 && s[1].status == TXM_EDEADLOCK);
+    cr_assert(conf_contains(txm_error_last()->message, "statement 2 of 2"));
+    cr_assert(txm_depth(f) == 0 && conf_count(conf.c, "t_item") == 0);
+    /* Nested: a deadlock loses the caller's whole transaction, whose levels are all poisoned. */
+    txm_tx *t = conf_begin(f);
+    CONF_OK(conf_item(f, 10)); /* statement 3 */
+    txm_batch_stmt n1[1] = {stmt(ins_item, p1, 2)}; /* statement 4: the second injection */
+    CONF_RC(TXM_EDEADLOCK, txm_batch(f, n1, 1, NULL));
+    cr_assert(txm_error_last()->flags & TXM_ERRF_TX_LOST);
+    cr_assert(txm_depth(f) == 1);
+    CONF_RC(TXM_ETX_ABORTED, conf_item(f, 11));
+    CONF_RC(TXM_ETX_ABORTED, txm_commit(t));
+    cr_assert(conf_count(conf.c, "t_item") == 0);
+    txm_close(f);
+}
+
+Test(batch, injected_disconnect_mid_batch, .init = conf_init_shared, .fini = conf_fini)
+{
+    txm_conn *f = open_fault("fault=disconnect&fault_at=2");
+    txm_value p1[2] = {txm_int(1), txm_text("a")}, p2[2] = {txm_int(2), txm_text("b")};
+    txm_batch_stmt s[2] = {stmt(ins_item, p1, 2), stmt(ins_item, p2, 2)};
+    CONF_RC(TXM_ECONNECTION, txm_batch(f, s, 2, NULL));
+    cr_assert(s[0].status == 0 && s[1].status == TXM_ECONNECTION);
+    cr_assert(txm_depth(f) == 0 && conf_count(conf.c, "t_item") == 0, "the lost transaction committed nothing");
+    txm_stats before = conf_stats(f);
+    CONF_RC(TXM_ECONNECTION, txm_batch(f, s, 2, NULL)); /* no silent reconnect */
+    cr_assert(conf_delta(f, &before).round_trips == 0);
+    CONF_OK(txm_reconnect(f));
+    CONF_OK(txm_batch(f, s, 2, NULL));
+    cr_assert(conf_count(conf.c, "t_item") == 2);
+    txm_close(f);
+}
