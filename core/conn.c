@@ -210,7 +210,7 @@ void txm_stats_reset(txm_conn *c)
 
 /* Validates a statement and builds its op. On success *rewritten may hold a heap copy of the SQL
  * that the caller frees after the run. */
-static int prepare_stmt(txm_conn *c, const char *who, const char *sql, const txm_value *params, size_t n,
+int txm__prepare_stmt(txm_conn *c, const char *who, const char *sql, const txm_value *params, size_t n,
                         txm_op *op, char **rewritten)
 {
     const char *kw;
@@ -261,10 +261,10 @@ static int exec_stmt(txm_conn *c, const char *sql, const txm_value *params, size
 {
     txm_op op;
     char *rw;
-    int rc = prepare_stmt(c, "txm_exec", sql, params, n, &op, &rw);
+    int rc = txm__prepare_stmt(c, "txm_exec", sql, params, n, &op, &rw);
     if (rc)
         return rc;
-    rc = txm__run_app_op(c, &op);
+    rc = txm__run_app_ops(c, &op, 1, false, NULL);
     txm__free(rw);
     if (rc == 0 && affected_out)
         *affected_out = op.affected;
@@ -288,7 +288,7 @@ static int query_stmt(const char *who, txm_rows **out, txm_conn *c, const char *
 {
     txm_op op;
     char *rw;
-    int rc = prepare_stmt(c, who, sql, params, n, &op, &rw);
+    int rc = txm__prepare_stmt(c, who, sql, params, n, &op, &rw);
     if (rc)
         return rc;
     op.sink = txm__sink_new();
@@ -296,7 +296,7 @@ static int query_stmt(const char *who, txm_rows **out, txm_conn *c, const char *
         txm__free(rw);
         return txm__err(TXM_ENOMEM, "%s: out of memory", who);
     }
-    rc = txm__run_app_op(c, &op);
+    rc = txm__run_app_ops(c, &op, 1, false, NULL);
     txm__free(rw);
     if (rc) {
         txm__sink_free(op.sink);
@@ -386,7 +386,7 @@ static int lock_op(txm_conn *c, const char *who, const char *key, unsigned flags
     op.lock_flags = flags;
     op.timeout_ms = timeout_ms;
     op.affected = -1;
-    return txm__leave(c, txm__run_app_op(c, &op));
+    return txm__leave(c, txm__run_app_ops(c, &op, 1, false, NULL));
 }
 
 int txm_lock(txm_conn *c, const char *key, unsigned flags, int timeout_ms)

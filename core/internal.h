@@ -106,6 +106,10 @@ TXM_INTERNAL txm_sink *txm__sink_new(void);
 TXM_INTERNAL void txm__sink_free(txm_sink *s);
 /* Turns a filled sink into rows (the sink is consumed). */
 TXM_INTERNAL txm_rows *txm__sink_to_rows(txm_sink *s);
+/* An empty result whose own sink (txm__rows_sink) a driver fills directly: txm_batch allocates
+ * its results before the run, so that nothing can fail after a COMMIT. */
+TXM_INTERNAL txm_rows *txm__rows_new(void);
+TXM_INTERNAL txm_sink *txm__rows_sink(txm_rows *r);
 
 /* ---- retry.c ---- */
 /* Full-jitter backoff: rand in [0, min(cap, base * 2^(attempt-1))] using *state (xorshift64*). */
@@ -190,8 +194,29 @@ TXM_INTERNAL int txm__leave(txm_conn *c, int rc);
 TXM_INTERNAL __attribute__((noinline)) void txm__keeping_error(txm_conn *c, void (*fn)(txm_conn *c));
 /* Rolls back every open level, the baseline included (txm_close). */
 TXM_INTERNAL void txm__tx_close_all(txm_conn *c);
-/* Runs one application op (statement or lock) with whatever control ops are pending. */
-TXM_INTERNAL int txm__run_app_op(txm_conn *c, txm_op *op);
+/* Runs application ops app[0..napp) (statements, locks) in ONE driver run, with the control ops
+ * that are pending in front of them (a RELEASE due, the BEGIN/SAVEPOINTs of levels not started)
+ * and, with `commit` when the only level is the outermost one and has not started, its COMMIT
+ * after them. The ops are copied back (affected counts). On failure *failed (may be NULL) is the
+ * index of the failing app op, napp for a failing op after them (COMMIT), SIZE_MAX for one
+ * before them; the levels are poisoned as for any failing statement. */
+TXM_INTERNAL int txm__run_app_ops(txm_conn *c, txm_op *app, size_t napp, bool commit, size_t *failed);
+/* txm_batch's transaction part: opens a level (opts at the user's outermost level, else NULL),
+ * runs app[0..napp) in it (with its BEGIN and COMMIT in the same run when it is the outermost
+ * level, else with its SAVEPOINT) and ends it: committed (a nested level's RELEASE left pending)
+ * or rolled back. *failed as for txm__run_app_ops. */
+TXM_INTERNAL int txm__run_level(txm_conn *c, const txm_tx_options *opts, txm_op *app, size_t napp, size_t *failed);
+/* Validates a statement and builds its op (core/conn.c); *rewritten may receive a heap copy of the
+ * SQL (placeholders rewritten) that the caller frees after the run. */
+TXM_INTERNAL int txm__prepare_stmt(txm_conn *c, const char *who, const char *sql, const txm_value *params, size_t n,
+                                   txm_op *op, char **rewritten);
+/* The retry loop of txm_retry (core/retry.c): runs attempt(c, payload) until it succeeds, fails
+ * with a category outside p->retry_on, or the attempts or the deadline run out, sleeping the
+ * full-jitter backoff between attempts. `who` names the caller in messages. Refuses to run inside
+ * a transaction. */
+typedef int (*txm__attempt_fn)(txm_conn *c, void *payload);
+TXM_INTERNAL int txm__retry_loop(txm_conn *c, const txm_retry_policy *p, const char *who, txm__attempt_fn attempt,
+                                 void *payload);
 /* Logs through the connection's callback. */
 TXM_INTERNAL void txm__log(txm_conn *c, txm_log_level level, const char *fmt, ...) TXM_PRINTF(3, 4);
 

@@ -82,10 +82,21 @@ static uint64_t seed_from_env(const void *addr)
     return s ? s : 1;
 }
 
-static int retry(txm_conn *c, const txm_retry_policy *p, txm_body_cb body, void *payload);
+typedef struct atomic_attempt {
+    const txm_retry_policy *p; /* read only once the loop has checked its version */
+    txm_body_cb body;
+    void *payload;
+} atomic_attempt;
+
+static int run_atomic(txm_conn *c, void *payload)
+{
+    const atomic_attempt *a = payload;
+    return txm_atomic(c, a->p ? a->p->tx : NULL, a->body, a->payload);
+}
 
 int txm_retry(txm_conn *c, const txm_retry_policy *p, txm_body_cb body, void *payload)
 {
+    atomic_attempt a;
     int rc;
     if (!c)
         return txm__err(TXM_EINVALID, "txm_retry: connection is NULL");
@@ -93,33 +104,36 @@ int txm_retry(txm_conn *c, const txm_retry_policy *p, txm_body_cb body, void *pa
         return txm__err(TXM_EINVALID, "txm_retry: body is NULL");
     if ((rc = txm__enter(c, "txm_retry")) != 0)
         return rc;
-    return txm__leave(c, retry(c, p, body, payload));
+    a.p = p;
+    a.body = body;
+    a.payload = payload;
+    return txm__leave(c, txm__retry_loop(c, p, "txm_retry", run_atomic, &a));
 }
 
-static int retry(txm_conn *c, const txm_retry_policy *p, txm_body_cb body, void *payload)
+int txm__retry_loop(txm_conn *c, const txm_retry_policy *p, const char *who, txm__attempt_fn attempt, void *payload)
 {
     static const txm_retry_policy def = TXM_RETRY_POLICY_INIT;
     txm_err_rec last;
     uint64_t rng, start;
-    unsigned attempt;
+    unsigned n;
     int rc = 0;
 
     if (!p)
         p = &def;
     if (p->version != TXM_RETRY_POLICY_VERSION)
-        return txm__err(TXM_EINVALID, "txm_retry: retry policy has unknown version %u (this txm knows %u)",
+        return txm__err(TXM_EINVALID, "%s: retry policy has unknown version %u (this txm knows %u)", who,
                         p->version, (unsigned)TXM_RETRY_POLICY_VERSION);
     if (p->max_attempts == 0)
-        return txm__err(TXM_EINVALID, "txm_retry: max_attempts must be at least 1");
+        return txm__err(TXM_EINVALID, "%s: max_attempts must be at least 1", who);
     if (txm_depth(c) > 0)
         return txm__err(TXM_EMISUSE,
-                        "txm_retry: a transaction is already open (depth %d); retrying an inner part would not "
+                        "%s: a transaction is already open (depth %d); retrying an inner part would not "
                         "undo the outer transaction's work",
-                        txm_depth(c));
+                        who, txm_depth(c));
     rng = p->seed ? p->seed : seed_from_env(c);
     start = txm__now_us();
-    for (attempt = 1;; attempt++) {
-        rc = txm_atomic(c, p->tx, body, payload);
+    for (n = 1;; n++) {
+        rc = attempt(c, payload);
         if (rc == 0)
             return 0;
         txm__err_copy(&last, txm_error_last());
@@ -133,14 +147,14 @@ static int retry(txm_conn *c, const txm_retry_policy *p, txm_body_cb body, void 
         }
         if (!is_retryable(&last.pub, p->retry_on) || c->closing)
             return rc; /* closing: txm_close was called from the body or a hook; no further attempt */
-        if (attempt >= p->max_attempts)
+        if (n >= p->max_attempts)
             return rc;
         {
-            uint64_t delay = txm__backoff_us(attempt, p->base_delay_us, p->max_delay_us, &rng);
+            uint64_t delay = txm__backoff_us(n, p->base_delay_us, p->max_delay_us, &rng);
             if (p->deadline_ms && txm__now_us() + delay - start >= (uint64_t)p->deadline_ms * 1000u)
                 return rc; /* the next attempt could not start within the budget */
             if (p->before_retry) {
-                p->before_retry(attempt, &last.pub, p->payload);
+                p->before_retry(n, &last.pub, p->payload);
                 if (c->closing)
                     return rc;
             }

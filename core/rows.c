@@ -149,6 +149,10 @@ int txm_sink_row(txm_sink *s, const txm_value *cells)
     return 0;
 }
 
+txm_rows *txm__rows_new(void) { return txm__calloc(1, sizeof(txm_rows)); }
+
+txm_sink *txm__rows_sink(txm_rows *r) { return &r->s; }
+
 txm_rows *txm__sink_to_rows(txm_sink *s)
 {
     txm_rows *r = txm__calloc(1, sizeof *r);

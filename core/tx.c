@@ -232,7 +232,7 @@ static void rollback_server(txm_conn *c)
     txm__err_copy(txm__err_tls(), &saved.pub);
 }
 
-int txm__run_app_op(txm_conn *c, txm_op *app)
+int txm__run_app_ops(txm_conn *c, txm_op *app, size_t napp, bool commit, size_t *failed)
 {
     size_t n = 0, i, completed = 0, first_level_op, app_idx;
     txm_tx *bad;
@@ -242,8 +242,12 @@ int txm__run_app_op(txm_conn *c, txm_op *app)
     bool autocommit_sp = c->has_baseline && c->depth == 1;
     int rc;
 
+    if (failed)
+        *failed = SIZE_MAX;
+    /* Only the outermost level, in its first flight, can carry its own COMMIT (txm_batch). */
+    commit = commit && c->depth == 1 && !c->has_baseline && !c->levels[0]->started;
     if (c->depth > 0 && (bad = failed_ancestor(c, c->depth - 1)) != NULL) {
-        c->stats.refused++;
+        c->stats.refused += napp;
         return txm__err_with_cause(TXM_ETX_ABORTED, &bad->fail_err.pub,
                                    "statement refused: the transaction is aborted by an earlier error (%s: %s); roll "
                                    "back to the level that failed",
@@ -251,8 +255,8 @@ int txm__run_app_op(txm_conn *c, txm_op *app)
     }
     if (c->broken)
         return txm__err(TXM_ECONNECTION, "the connection was lost earlier; call txm_reconnect (after rolling back)");
-    if (ensure_ops(c, c->depth + 4))
-        return TXM_ENOMEM;
+    if (napp > SIZE_MAX / sizeof *c->ops - c->depth - 5 || ensure_ops(c, c->depth + 5 + napp))
+        return txm__err(TXM_ENOMEM, "out of memory building a statement batch");
 
     if (c->pending_release && c->server_in_tx)
         c->ops[n++] = ctl_op(TXM_OP_RELEASE, c->pending_release, NULL);
@@ -269,12 +273,17 @@ int txm__run_app_op(txm_conn *c, txm_op *app)
     if (autocommit_sp)
         c->ops[n++] = ctl_op(TXM_OP_SAVEPOINT, 1, NULL);
     app_idx = n;
-    c->ops[n++] = *app;
+    memcpy(c->ops + n, app, napp * sizeof *app);
+    n += napp;
     if (autocommit_sp)
         c->ops[n++] = ctl_op(TXM_OP_RELEASE, 1, NULL);
+    if (commit)
+        c->ops[n++] = ctl_op(TXM_OP_COMMIT, 0, NULL);
 
     rc = drive(c, c->ops, n, &completed);
-    *app = c->ops[app_idx]; /* affected count, sink */
+    memcpy(app, c->ops + app_idx, napp * sizeof *app); /* affected counts, sinks */
+    if (rc != 0 && failed && completed >= app_idx)
+        *failed = completed - app_idx < napp ? completed - app_idx : napp;
 
     /* Account for the control ops that took effect. */
     if (first_level_op == 1 && completed >= 1)
@@ -287,6 +296,8 @@ int txm__run_app_op(txm_conn *c, txm_op *app)
             c->levels[c->ops[i].level]->started = true; /* sp_level is the level's index */
         }
     }
+    if (commit && rc == 0)
+        c->server_in_tx = false; /* the COMMIT at the end of the run took effect */
 
     st = server_status(c);
     if (rc != 0) {
@@ -645,6 +656,40 @@ int txm_commit(txm_tx *tx)
     return txm__leave(c, rc);
 }
 
+/* The outermost level's COMMIT failed with rc (the thread's error record says why): ends the
+ * level. TXM_ECOMMIT_UNKNOWN: no hook runs, we do not know what happened. Otherwise the
+ * transaction did not commit: it is rolled back for sure and the on-rollback hooks run. */
+static int commit_failed(txm_conn *c, txm_tx *tx, int rc)
+{
+    txm_err_rec saved;
+    txm__err_copy(&saved, txm_error_last());
+    if (rc == TXM_ECOMMIT_UNKNOWN) {
+        c->server_in_tx = false;
+        txm__hooks_discard(&tx->on_commit);
+        txm__hooks_discard(&tx->on_rollback);
+        pop(c);
+        txm__err_copy(txm__err_tls(), &saved.pub);
+        return rc;
+    }
+    /* A failed COMMIT means the transaction did not commit; make sure it is over. */
+    {
+        txm_tx_status st = server_status(c);
+        if (st == TXM_TXS_IDLE || c->broken)
+            c->server_in_tx = false;
+    }
+    rollback_server(c);
+    txm__hooks_discard(&tx->on_commit);
+    {
+        txm_hook_list rb;
+        txm__hooks_init(&rb);
+        txm__hooks_append(&rb, &tx->on_rollback);
+        pop(c);
+        run_hooks(c, &rb, "on-rollback");
+    }
+    txm__err_copy(txm__err_tls(), &saved.pub);
+    return rc;
+}
+
 static int commit_level(txm_tx *tx)
 {
     txm_conn *c = tx->conn;
@@ -685,36 +730,8 @@ static int commit_level(txm_tx *tx)
         txm_op op = ctl_op(TXM_OP_COMMIT, 0, NULL);
         size_t done;
         rc = drive(c, &op, 1, &done);
-        if (rc != 0) {
-            txm_err_rec saved;
-            txm__err_copy(&saved, txm_error_last());
-            if (rc == TXM_ECOMMIT_UNKNOWN) {
-                /* Neither kind of hook may run: we do not know what happened. */
-                c->server_in_tx = false;
-                txm__hooks_discard(&tx->on_commit);
-                txm__hooks_discard(&tx->on_rollback);
-                pop(c);
-                txm__err_copy(txm__err_tls(), &saved.pub);
-                return rc;
-            }
-            /* A failed COMMIT means the transaction did not commit; make sure it is over. */
-            {
-                txm_tx_status st = server_status(c);
-                if (st == TXM_TXS_IDLE || c->broken)
-                    c->server_in_tx = false;
-            }
-            rollback_server(c);
-            txm__hooks_discard(&tx->on_commit);
-            {
-                txm_hook_list rb;
-                txm__hooks_init(&rb);
-                txm__hooks_append(&rb, &tx->on_rollback);
-                pop(c);
-                run_hooks(c, &rb, "on-rollback");
-            }
-            txm__err_copy(txm__err_tls(), &saved.pub);
-            return rc;
-        }
+        if (rc != 0)
+            return commit_failed(c, tx, rc);
         c->server_in_tx = false;
         {
             txm_tx_status st = server_status(c);
@@ -786,6 +803,29 @@ static int atomic(txm_conn *c, const txm_tx_options *opts, txm_body_cb body, voi
         return brc;
     }
     return txm_commit(tx);
+}
+
+int txm__run_level(txm_conn *c, const txm_tx_options *opts, txm_op *app, size_t napp, size_t *failed)
+{
+    txm_tx *tx;
+    bool outermost;
+    int rc;
+    *failed = SIZE_MAX;
+    if ((rc = begin_level(&tx, c, opts)) != 0)
+        return rc;
+    /* The real outermost level: BEGIN, the statements and COMMIT travel in one run. Any other
+     * level (under a test baseline too) is a savepoint that travels with the statements. */
+    outermost = c->depth == 1;
+    rc = txm__run_app_ops(c, app, napp, outermost, failed);
+    if (rc == 0)
+        return commit_level(tx); /* outermost: the COMMIT is done, only the bookkeeping is left */
+    /* A failing COMMIT ends the level as txm_commit's would. So does TXM_ECOMMIT_UNKNOWN at a
+     * statement: the connection died with the COMMIT already sent behind it, and the answers
+     * that were lost may include the COMMIT's: the outcome is unknown. */
+    if (outermost && (*failed == napp || rc == TXM_ECOMMIT_UNKNOWN))
+        return commit_failed(c, tx, rc);
+    txm__keeping_error(c, rollback_top_void); /* the statement's error is what the batch reports */
+    return rc;
 }
 
 int txm_atomic(txm_conn *c, const txm_tx_options *opts, txm_body_cb body, void *payload)

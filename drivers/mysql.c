@@ -104,6 +104,7 @@ typedef struct my_conn {
     int in_tx;               /* server transaction open, per the last status we trust */
     int broken;              /* connection lost: only ROLLBACK (local), close and reconnect */
     unsigned sp_level;       /* deepest savepoint executed and not ended */
+    int implicit_commit;     /* this run: a successful statement ended the transaction (DDL, ...) */
 
     my_txlock *txlocks;
     size_t ntxlocks, captxlocks;
@@ -1323,10 +1324,12 @@ static void on_success(my_conn *c, const my_expect *e, const txm_op *op)
      * statement that committed implicitly (DDL, LOCK TABLES, ...) leaves IN_TRANS off. */
     {
         int now = (c->db->server_status & SERVER_STATUS_IN_TRANS) != 0;
-        if (c->in_tx && !now && e->role != R_COMMIT && e->role != R_ROLLBACK && e->role != R_RELEASE_TXLOCKS)
+        if (c->in_tx && !now && e->role != R_COMMIT && e->role != R_ROLLBACK && e->role != R_RELEASE_TXLOCKS) {
             txm_driver_log(&c->base, TXM_LOG_DEBUG,
                            "mysql: the server reports no open transaction after a successful %s: implicit commit",
                            op_name(op->kind));
+            c->implicit_commit = 1;
+        }
         c->in_tx = now;
     }
 }
@@ -1657,6 +1660,42 @@ static const char *isolation_sql(txm_isolation iso)
     }
 }
 
+/* Whether ops may follow statement `op` in the same packet. The server stops a packet at the first
+ * ERROR, but two things it does not stop for would make it run ops that must not run:
+ *  - a failure on the client's side while buffering rows (out of memory in the sink): the server
+ *    has run the rest of the packet already (a COMMIT included). So a statement whose rows are
+ *    kept ends its flight.
+ *  - an implicit commit (DDL, SET autocommit, LOCK TABLES, ...): what follows would run outside
+ *    the transaction; and a CALL answers with several results, which would be read as the answers
+ *    of the ops after it. So only statements whose first word says they are plain DML
+ *    (INSERT, UPDATE, DELETE, REPLACE, SELECT, WITH, VALUES) may be followed in a packet; any other
+ *    ends its flight, and run_ops stops the run after it if it committed implicitly. */
+static int flight_continues(const txm_op *op)
+{
+    static const char *const dml[] = {"INSERT", "UPDATE", "DELETE", "REPLACE", "SELECT", "WITH", "VALUES", NULL};
+    const char *s = op->sql ? op->sql : "";
+    const char *end = s + (op->sql_len ? op->sql_len : strlen(s));
+    size_t n, k;
+    if (op->sink)
+        return 0;
+    for (;;) { /* blanks and line comments; a slash-star comment may be executable: not skipped */
+        while (s < end && (unsigned char)*s <= ' ')
+            s++;
+        if (s < end && (*s == '#' || (*s == '-' && end - s >= 3 && s[1] == '-' && (unsigned char)s[2] <= ' '))) {
+            while (s < end && *s != '\n')
+                s++;
+            continue;
+        }
+        break;
+    }
+    for (n = 0; s + n < end && is_word((unsigned char)s[n]);)
+        n++;
+    for (k = 0; dml[k]; k++)
+        if (word_is(s, n, dml[k]))
+            return 1;
+    return 0;
+}
+
 /* Appends op i to the flight. *ends: nothing may follow it in this flight (its failure may not be
  * a server error, so the server would go on executing). *alone: it must be the only op. */
 static int append_op(my_conn *c, txm_op *ops, size_t i, int *ends, int *alone)
@@ -1732,7 +1771,7 @@ static int append_op(my_conn *c, txm_op *ops, size_t i, int *ends, int *alone)
                                     "hex); the server's max_allowed_packet is %lu",
                                     sz, c->max_packet);
         }
-        *ends = 1;
+        *ends = !flight_continues(op);
         return push_expect(c, i, R_STMT, 1);
     }
     case TXM_OP_LOCK:
@@ -1825,6 +1864,7 @@ static int run_ops(my_conn *c, txm_op *ops, size_t n, txm_run_result *out)
     size_t i = 0;
 
     out->completed = 0;
+    c->implicit_commit = 0;
     while (i < n) {
         my_flight f;
         int rc = 0, ends = 0, alone = 0, local_rc = 0;
@@ -1876,6 +1916,20 @@ static int run_ops(my_conn *c, txm_op *ops, size_t n, txm_run_result *out)
             if (rc) {
                 flight_reset(c);
                 return rc;
+            }
+            if (c->implicit_commit && j < n && ops[j].kind != TXM_OP_ROLLBACK) {
+                /* The ops after it would run outside the transaction (a COMMIT would commit
+                 * nothing and succeed): stop here; the core reports the diverged state. */
+                txm_error_detail d;
+                memset(&d, 0, sizeof d);
+                d.flags = TXM_ERRF_TX_LOST;
+                out->completed = j;
+                flight_reset(c);
+                return txm_driver_error(TXM_ESTATE, &d,
+                                        "%s: not executed: the statement before it ended the transaction on the "
+                                        "server (an implicit commit, e.g. DDL): the work done before it was "
+                                        "committed, and what follows would run outside any transaction",
+                                        op_name(ops[j].kind));
             }
         }
         if (local_rc) {

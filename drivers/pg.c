@@ -5,7 +5,8 @@
  * Flights. run() sends every op with PQsendQueryParams in libpq pipeline mode (unnamed
  * statements: it works through pgbouncer in transaction pooling mode), ends the batch with ONE
  * PQpipelineSync and then reads the results: one network round trip per run, however many
- * control statements (BEGIN, SAVEPOINT, RELEASE) travel in front of the application statement.
+ * control statements (BEGIN, SAVEPOINT, RELEASE, COMMIT) and statements travel together. The one
+ * exception: a statement whose rows are buffered ends its flight when ops follow it (see pg_run).
  * After a failed statement the server skips the rest of the batch (PGRES_PIPELINE_ABORTED) until
  * the sync, so ops after a failure are "not executed", as the driver contract requires.
  *
@@ -1250,12 +1251,29 @@ static bool commit_not_run(const pg_fail *f, size_t commit_op)
     return f->op < commit_op || (f->op == commit_op && f->role == Q_XID);
 }
 
+/* Whether ops[i] must be the last op of its flight: a statement whose rows are buffered, when
+ * work follows it (a statement, a lock, a COMMIT). A failure storing the rows (out of memory) is
+ * no server error: the server would run that work after the failure the run reports. A trailing
+ * RELEASE (a test baseline's per-statement savepoint) may share the flight: if it runs after such
+ * a failure, the core's ROLLBACK TO fails and the baseline is poisoned; nothing is committed. */
+static bool ends_flight(const txm_op *ops, size_t i, size_t n)
+{
+    size_t j;
+    if (ops[i].kind != TXM_OP_STATEMENT || !ops[i].sink)
+        return false;
+    for (j = i + 1; j < n; j++)
+        if (ops[j].kind == TXM_OP_STATEMENT || ops[j].kind == TXM_OP_LOCK || ops[j].kind == TXM_OP_UNLOCK ||
+            ops[j].kind == TXM_OP_COMMIT)
+            return true;
+    return false;
+}
+
 static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *out)
 {
     pg_conn *pc = pgc(dc);
     PGconn *conn = pc->conn;
     pg_fail f, lf;
-    size_t nq = 0, qi = 0, i, fop, commit_op = SIZE_MAX;
+    size_t nq = 0, qi = 0, i, fop, commit_op = SIZE_MAX, start = 0;
     PGTransactionStatusType before;
     bool lost = false, have = false, in_tx_at_fail;
     int nulls = 0;
@@ -1275,55 +1293,67 @@ static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *ou
     fail_init(&lf);
     before = PQtransactionStatus(conn);
 
-    for (i = 0; i < n; i++) {
-        if (ops[i].kind == TXM_OP_COMMIT && commit_op == SIZE_MAX)
-            commit_op = i;
-        if (send_op(pc, &nq, i, &ops[i], before == PQTRANS_INERROR, &lf))
-            break;
-    }
-    if (lf.set && PQstatus(conn) == CONNECTION_BAD) {
-        lost = true;
-    } else if (nq > 0) {
-        if (!PQpipelineSync(conn)) {
-            lost = PQstatus(conn) == CONNECTION_BAD;
-            if (!lost)
-                local_fail(&lf, 0, TXM_ERROR, "libpq could not send the batch");
-        } else {
-            out->round_trips = 1;
-            /* Read until the sync. PQgetResult returns each query's result then NULL. */
-            for (;;) {
-                PGresult *res = PQgetResult(conn);
-                if (!res) {
+    /* One flight (one sync) per chunk. A chunk ends after a statement whose rows are buffered:
+     * a client-side failure storing them (out of memory) is no server error, so the server would
+     * run the rest of the chunk (a COMMIT included) after it. Anything else shares the flight. */
+    while (start < n && !f.set && !lf.set && !lost) {
+        size_t q0 = nq;
+        bool in_failed = (start == 0 ? before : PQtransactionStatus(conn)) == PQTRANS_INERROR;
+        for (i = start; i < n; i++) {
+            if (ops[i].kind == TXM_OP_COMMIT && commit_op == SIZE_MAX)
+                commit_op = i;
+            if (send_op(pc, &nq, i, &ops[i], in_failed, &lf))
+                break;
+            if (ends_flight(ops, i, n)) {
+                i++;
+                break;
+            }
+        }
+        start = i;
+        if (lf.set && PQstatus(conn) == CONNECTION_BAD) {
+            lost = true;
+        } else if (nq > q0) {
+            if (!PQpipelineSync(conn)) {
+                lost = PQstatus(conn) == CONNECTION_BAD;
+                if (!lost)
+                    local_fail(&lf, pc->q[q0].op, TXM_ERROR, "libpq could not send the batch");
+            } else {
+                out->round_trips++;
+                /* Read until the sync. PQgetResult returns each query's result then NULL. */
+                for (;;) {
+                    PGresult *res = PQgetResult(conn);
+                    if (!res) {
+                        if (PQstatus(conn) == CONNECTION_BAD) {
+                            lost = true;
+                            break;
+                        }
+                        if (have) {
+                            qi++;
+                            have = false;
+                            nulls = 0;
+                            continue;
+                        }
+                        if (++nulls > 1) {
+                            /* No result, no sync: libpq and the server disagree. Do not reuse. */
+                            lost = true;
+                            break;
+                        }
+                        continue;
+                    }
+                    nulls = 0;
+                    if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+                        PQclear(res);
+                        break;
+                    }
+                    if (qi < nq) {
+                        handle(pc, ops, &pc->q[qi], res, &f);
+                        have = true;
+                    }
+                    PQclear(res);
                     if (PQstatus(conn) == CONNECTION_BAD) {
                         lost = true;
                         break;
                     }
-                    if (have) {
-                        qi++;
-                        have = false;
-                        nulls = 0;
-                        continue;
-                    }
-                    if (++nulls > 1) {
-                        /* No result, no sync: libpq and the server disagree. Do not reuse. */
-                        lost = true;
-                        break;
-                    }
-                    continue;
-                }
-                nulls = 0;
-                if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
-                    PQclear(res);
-                    break;
-                }
-                if (qi < nq) {
-                    handle(pc, ops, &pc->q[qi], res, &f);
-                    have = true;
-                }
-                PQclear(res);
-                if (PQstatus(conn) == CONNECTION_BAD) {
-                    lost = true;
-                    break;
                 }
             }
         }

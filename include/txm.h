@@ -374,7 +374,10 @@ TXM_EXTERN int txm_retry(txm_conn *c, const txm_retry_policy *p, txm_body_cb bod
  * COMMIT travel together, so a row lock taken by the first statement is held for no client round
  * trip. Inside a transaction it is a nested level (a savepoint travels with the statements): if a
  * statement fails, the batch's work is undone and the caller's transaction goes on (unless the
- * error lost the whole transaction: TXM_ERRF_TX_LOST).
+ * error lost the whole transaction: TXM_ERRF_TX_LOST). A statement with rows_out ends its flight
+ * when more work follows it (a failure buffering its rows must stop the batch before the server
+ * runs the rest); on MySQL/MariaDB so does any statement that is not plain DML (DDL, SET, CALL).
+ * See docs/semantics.md, "Batches".
  * ------------------------------------------------------------------------------------------- */
 typedef struct txm_batch_stmt {
     const char *sql;          /* one statement, portable `?` placeholders */
@@ -382,9 +385,12 @@ typedef struct txm_batch_stmt {
     size_t nparams;
     txm_rows **rows_out;      /* NULL: rows discarded; else receives the buffered result (caller
                                * frees); set to NULL unless the whole batch succeeded */
-    int64_t affected;         /* out: rows changed, -1 if unknown or not executed */
+    int64_t affected;         /* out: rows changed, -1 if unknown or not executed; with rows_out:
+                               * the number of rows returned */
     int status;               /* out: 0 executed; the TXM_E* code of the statement that failed;
-                               * TXM_ECANCELED for statements not executed (or undone by a retry) */
+                               * TXM_ECANCELED for statements not executed (or undone by a retry);
+                               * TXM_ECOMMIT_UNKNOWN for those whose answer was lost with the
+                               * connection after the COMMIT was sent */
 } txm_batch_stmt;
 
 #define TXM_BATCH_OPTIONS_VERSION 1

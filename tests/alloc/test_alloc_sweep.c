@@ -680,6 +680,60 @@ static void sc_baseline_lock(void)
     txm_close(other);
 }
 
+/* txm_batch at depth 0 (BEGIN, 2 inserts, a query with rows, COMMIT in one run) and nested in a
+ * transaction: reported success means every row is there and the result was delivered; reported
+ * failure means nothing of the batch is there and no result was delivered. */
+static void sc_batch(void)
+{
+    txm_value a[2] = {txm_int(20), txm_text("batch-a")}, b[2] = {txm_int(21), txm_text("batch-b")};
+    txm_rows *rows = NULL;
+    txm_batch_stmt st[3];
+    txm_tx *t = NULL;
+    int rc, crc = -1000;
+    memset(st, 0, sizeof st);
+    st[0].sql = "INSERT INTO sw_item (id, name) VALUES (?, ?)";
+    st[0].params = a;
+    st[0].nparams = 2;
+    st[1] = st[0];
+    st[1].params = b;
+    st[2].sql = "SELECT id FROM sw_item WHERE id >= 20 ORDER BY id";
+    st[2].rows_out = &rows;
+    rc = expect_ok_or_nomem("txm_batch", txm_batch(c, st, 3, NULL));
+    txm__alloc_fail_after(0, false);
+    if (rc == 0 && (!rows || txm_rows_count(rows) != 2))
+        violation(cur_n, "txm_batch succeeded without its 2-row result");
+    if (rc != 0 && rows)
+        violation(cur_n, "txm_batch failed but delivered a result");
+    txm_rows_free(rows);
+    if (item_exists(20) != (rc == 0 ? 1 : 0) || item_exists(21) != (rc == 0 ? 1 : 0))
+        violation(cur_n, "txm_batch returned %s but rows 20/21 count %lld/%lld", txm_err_name(rc),
+                  (long long)item_exists(20), (long long)item_exists(21));
+    txm_exec(c, "DELETE FROM sw_item WHERE id >= 20", NULL, 0, NULL);
+
+    /* Nested: the caller's transaction commits what it holds. */
+    txm__alloc_fail_after(cur_n, false);
+    rc = expect_ok_or_nomem("txm_begin", txm_begin(&t, c, NULL));
+    if (rc == 0) {
+        int brc = -1000, irc = insert_item(22, "outer");
+        if (irc == 0) {
+            st[2].rows_out = NULL;
+            brc = expect_ok_or_nomem("txm_batch nested", txm_batch(c, st, 2, NULL));
+        }
+        crc = expect_ok_or_nomem("txm_commit", txm_commit(t));
+        txm__alloc_fail_after(0, false);
+        if (crc == 0 && item_exists(22) != (irc == 0 ? 1 : 0))
+            violation(cur_n, "commit reported success; the outer insert returned %s but its row count is %lld",
+                      txm_err_name(irc), (long long)item_exists(22));
+        if (crc == 0 && brc == 0 && item_exists(20) != 1)
+            violation(cur_n, "nested batch and commit succeeded but the batch's row is missing");
+        if (brc != 0 && item_exists(20) != 0)
+            violation(cur_n, "nested batch failed but its row was committed");
+        if (crc != 0 && (item_exists(22) != 0 || item_exists(20) != 0))
+            violation(cur_n, "the transaction was reported failed but rows were committed");
+    }
+    txm__alloc_fail_after(0, false);
+}
+
 /* ---- tests -------------------------------------------------------------------------------- */
 
 Test(sweep, open) { sweep("open", NULL, sc_open, false); }
@@ -700,6 +754,7 @@ Test(sweep, transaction_lock)
     sweep("baseline-lock", NULL, sc_baseline_lock, false);
 }
 Test(sweep, rows) { sweep("rows", fill_rows, sc_rows, false); }
+Test(sweep, batch) { sweep("batch", NULL, sc_batch, false); }
 /* Sticky: every allocation from the Nth on fails until the scenario returns (a heap that stays
  * exhausted): the same contract, and the rollbacks the application makes must still work. */
 Test(sweep, nested_commit_hooks_sticky) { sweep("nested-commit", NULL, sc_nested_commit, true); }

@@ -206,6 +206,53 @@ ROW(retry_bad_version) { txm_retry_policy p = TXM_RETRY_POLICY_INIT; p.version =
 ROW(retry_zero_attempts) { txm_retry_policy p = TXM_RETRY_POLICY_INIT; p.max_attempts = 0; RET(txm_retry(C, &p, body_ok, NULL)); }
 ROW(retry_bad_tx_options) { txm_tx_options o = TXM_TX_OPTIONS_INIT; txm_retry_policy p = TXM_RETRY_POLICY_INIT; o.flags = 0x80; p.tx = &o; RET(txm_retry(C, &p, body_ok, NULL)); }
 ROW(retry_inside_tx) { begin(); RET(txm_retry(C, NULL, body_ok, NULL)); }
+/* batches and dialect facts */
+static txm_batch_stmt bstmt(const char *sql)
+{
+    txm_batch_stmt b;
+    memset(&b, 0, sizeof b);
+    b.sql = sql;
+    return b;
+}
+ROW(batch_conn_null) { txm_batch_stmt b = bstmt("SELECT 1"); RET(txm_batch(NULL, &b, 1, NULL)); }
+ROW(batch_stmts_null) { RET(txm_batch(C, NULL, 2, NULL)); }
+ROW(batch_bad_version) { txm_batch_stmt b = bstmt("SELECT 1"); txm_batch_options o = TXM_BATCH_OPTIONS_INIT; o.version = 3; RET(txm_batch(C, &b, 1, &o)); }
+ROW(batch_sql_null) { txm_batch_stmt b[2] = {bstmt("SELECT 1"), bstmt(NULL)}; RET(txm_batch(C, b, 2, NULL)); }
+ROW(batch_control_sql) { txm_batch_stmt b = bstmt("ROLLBACK"); RET(txm_batch(C, &b, 1, NULL)); }
+ROW(batch_retry_bad_version) { txm_batch_stmt b = bstmt("SELECT 1"); txm_retry_policy p = TXM_RETRY_POLICY_INIT; txm_batch_options o = TXM_BATCH_OPTIONS_INIT; p.version = 5; o.retry = &p; RET(txm_batch(C, &b, 1, &o)); }
+ROW(batch_poisoned)
+{
+    txm_batch_stmt b = bstmt("SELECT 1");
+    begin();
+    OK(ins(1));
+    if (ins(1) == 0)
+        return -999;
+    RET(txm_batch(C, &b, 1, NULL));
+}
+ROW(batch_options_init_null) { RET(txm_batch_options_init(NULL, TXM_BATCH_OPTIONS_VERSION)); }
+ROW(batch_options_init_version) { txm_batch_options o; RET(txm_batch_options_init(&o, 4)); }
+static int h_batch(txm_conn *c, void *p)
+{
+    txm_batch_stmt b = bstmt("INSERT INTO t (id) VALUES (7)");
+    (void)p;
+    hook_record(txm_batch(c, &b, 1, NULL));
+    return 0;
+}
+ROW(hook_batch_depth0) { RET(in_commit_hook(h_batch)); }
+ROW(hook_batch_inside_tx) { RET(in_nested_rollback_hook(h_batch)); }
+ROW(quote_name_null) { char buf[8]; RET(txm_quote_ident(C, buf, sizeof buf, NULL)); }
+ROW(quote_name_empty) { char buf[8]; RET(txm_quote_ident(C, buf, sizeof buf, "")); }
+ROW(quote_name_long) { char buf[200], n[65]; memset(n, 'x', 64); n[64] = 0; RET(txm_quote_ident(C, buf, sizeof buf, n)); }
+ROW(quote_name_control) { char buf[16]; RET(txm_quote_ident(C, buf, sizeof buf, "a\nb")); }
+ROW(quote_name_utf8) { char buf[16]; RET(txm_quote_ident(C, buf, sizeof buf, "a\xc3")); }
+ROW(quote_buf_small) { char buf[4]; RET(txm_quote_ident(C, buf, sizeof buf, "ab")); }
+ROW(quote_buf_null) { RET(txm_quote_ident(C, NULL, 8, "ab")); }
+ROW(row_lock_null)
+{
+    cr_assert_str_eq(txm_sql_row_lock(NULL, TXM_ROW_LOCK_UPDATE), "");
+    cr_assert_str_eq(txm_sql_row_lock(C, 0x80u), ""); /* SQLite: no row locks, whatever the mode */
+    RET(0);
+}
 /* locks, recovery, stats */
 ROW(lock_key_null) { RET(txm_lock(C, NULL, 0, 0)); }
 ROW(lock_bad_flags) { RET(txm_lock(C, "k", 0x40, 0)); }
@@ -390,6 +437,23 @@ static misuse catalogue[] = {
     {"txm_retry", "max_attempts is 0", retry_zero_attempts, TXM_EINVALID, "txm_retry", "max_attempts"},
     {"txm_retry", "policy's tx options have unknown flags", retry_bad_tx_options, TXM_EINVALID, "txm_begin", "unknown flags 0x80"},
     {"txm_retry", "inside a transaction", retry_inside_tx, TXM_EMISUSE, "txm_retry", "already open"},
+    {"txm_batch", "connection is NULL", batch_conn_null, TXM_EINVALID, "txm_batch", "connection is NULL"},
+    {"txm_batch", "stmts is NULL with n > 0", batch_stmts_null, TXM_EINVALID, "txm_batch", "stmts is NULL"},
+    {"txm_batch", "options with an unknown version", batch_bad_version, TXM_EINVALID, "txm_batch", "unknown version 3"},
+    {"txm_batch", "a statement's sql is NULL", batch_sql_null, TXM_EINVALID, "txm_batch: statement 2 of 2", "sql is NULL"},
+    {"txm_batch", "transaction control SQL (ROLLBACK)", batch_control_sql, TXM_EMISUSE, "txm_batch: statement 1 of 1", "'ROLLBACK' refused"},
+    {"txm_batch", "retry policy with an unknown version", batch_retry_bad_version, TXM_EINVALID, "txm_batch", "unknown version 5"},
+    {"txm_batch", "inside a level poisoned by a failed statement", batch_poisoned, TXM_ETX_ABORTED, "txm_batch", "aborted"},
+    {"txm_batch_options_init", "options are NULL", batch_options_init_null, TXM_EINVALID, "txm_batch_options_init", "NULL"},
+    {"txm_batch_options_init", "unknown version", batch_options_init_version, TXM_EINVALID, "txm_batch_options_init", "unknown version 4"},
+    {"txm_quote_ident", "name is NULL", quote_name_null, TXM_EINVALID, "txm_quote_ident", "NULL"},
+    {"txm_quote_ident", "empty name", quote_name_empty, TXM_EINVALID, "txm_quote_ident", "empty"},
+    {"txm_quote_ident", "name of 64 bytes", quote_name_long, TXM_EINVALID, "txm_quote_ident", "64 bytes"},
+    {"txm_quote_ident", "control character in the name", quote_name_control, TXM_EINVALID, "txm_quote_ident", "control character"},
+    {"txm_quote_ident", "name is not valid UTF-8", quote_name_utf8, TXM_EINVALID, "txm_quote_ident", "UTF-8"},
+    {"txm_quote_ident", "buffer too small", quote_buf_small, TXM_EINVALID, "txm_quote_ident", "too small"},
+    {"txm_quote_ident", "buffer is NULL", quote_buf_null, TXM_EINVALID, "txm_quote_ident", "buf is NULL"},
+    {"txm_sql_row_lock", "NULL connection, unknown mode", row_lock_null, 0, NULL, NULL},
     {"txm_lock", "key is NULL", lock_key_null, TXM_EINVALID, "txm_lock", "key is NULL"},
     {"txm_lock", "unknown flags", lock_bad_flags, TXM_EINVALID, "txm_lock", "unknown flags 0x40"},
     {"txm_lock", "driver without advisory locks (SQLite)", lock_unsupported, TXM_ENOTSUPPORTED, "txm_lock", "no advisory locks"},
@@ -411,6 +475,8 @@ static misuse catalogue[] = {
     {"txm_begin + txm_commit (in a hook)", "a hook opens and commits a transaction (allowed)", hook_begin_commit, 0, NULL, NULL},
     {"txm_retry (in a hook)", "at depth 0 (allowed; its hooks are queued)", hook_retry_depth0, 0, NULL, NULL},
     {"txm_retry (in a hook)", "in an on-rollback hook while a level is open", hook_retry_inside_tx, TXM_EMISUSE, "txm_retry", "already open"},
+    {"txm_batch (in a hook)", "at depth 0 (allowed: its own transaction)", hook_batch_depth0, 0, NULL, NULL},
+    {"txm_batch (in a hook)", "in an on-rollback hook while a level is open (allowed: a nested level)", hook_batch_inside_tx, 0, NULL, NULL},
     {"txm_test_end (in a hook)", "from a hook", hook_test_end, TXM_EMISUSE, "txm_test_end", "from a hook"},
     {"txm_test_baseline (in a hook)", "from a hook", hook_test_baseline, TXM_EMISUSE, "txm_test_baseline", "from a hook"},
     {"txm_reconnect (in a hook)", "while a level is open", hook_reconnect_inside_tx, TXM_EMISUSE, "txm_reconnect", "still open"},
