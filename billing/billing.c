@@ -177,6 +177,32 @@ int bl_query_i64(txm_conn *c, int64_t *out, const char *sql, const txm_value *p,
     return txm_query_i64(c, out, sql, p, n);
 }
 
+typedef struct insert_id {
+    const char *sql;
+    const txm_value *p;
+    size_t n;
+    int64_t id;
+} insert_id;
+
+static int insert_id_body(txm_conn *c, void *payload)
+{
+    insert_id *a = payload;
+    return txm_query_i64(c, &a->id, a->sql, a->p, a->n);
+}
+
+int bl_insert_id(const txm_billing *b, txm_conn *c, const char *sql, const txm_value *p, size_t n, int64_t *id_out)
+{
+    insert_id a;
+    int rc;
+    a.sql = sql;
+    a.p = p;
+    a.n = n;
+    a.id = 0;
+    if ((rc = bl_run(b, c, insert_id_body, &a)) == 0)
+        *id_out = a.id;
+    return rc;
+}
+
 static int schema_body(txm_conn *c, void *payload)
 {
     const txm_billing *b = payload;

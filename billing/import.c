@@ -252,24 +252,11 @@ static int pg_import_key(const txm_billing *b, int64_t import_id, char *key, siz
 
 /* ---- create, add_task ------------------------------------------------------------------------ */
 
-typedef struct create_call {
-    const char *sql;
-    txm_value p[2];
-    size_t np;
-    int64_t id;
-} create_call;
-
-static int create_body(txm_conn *c, void *payload)
-{
-    create_call *a = payload;
-    return bl_query_i64(c, &a->id, a->sql, a->p, a->np);
-}
-
 int txm_billing_import_create(const txm_billing *b, txm_conn *c, const char *name, int64_t *id_out)
 {
     static const char who[] = "txm_billing_import_create";
     char sql[512];
-    create_call a;
+    txm_value p;
     int rc;
     if (id_out)
         *id_out = 0;
@@ -281,14 +268,8 @@ int txm_billing_import_create(const txm_billing *b, txm_conn *c, const char *nam
         return rc;
     if ((rc = bl_sql(sql, sizeof sql, "INSERT INTO %s (name) VALUES (?) RETURNING id", b->t.imports)) != 0)
         return rc;
-    memset(&a, 0, sizeof a);
-    a.sql = sql;
-    a.p[0] = txm_text(name);
-    a.np = 1;
-    if ((rc = bl_run(b, c, create_body, &a)) != 0)
-        return rc;
-    *id_out = a.id;
-    return 0;
+    p = txm_text(name);
+    return bl_insert_id(b, c, sql, &p, 1, id_out);
 }
 
 typedef struct add_call {

@@ -58,6 +58,10 @@ BL_INTERNAL int bl_check_text(const char *s, size_t max, const char *who, const 
 BL_INTERNAL const char *bl_id_ddl(const txm_billing *b);   /* "id BIGSERIAL PRIMARY KEY" etc. */
 BL_INTERNAL const char *bl_table_opts(const txm_billing *b); /* " ENGINE=InnoDB" on MySQL, else "" */
 
+/* Runs an INSERT ... RETURNING id (params p[0..n)) through bl_run: *id_out on success. */
+BL_INTERNAL int bl_insert_id(const txm_billing *b, txm_conn *c, const char *sql, const txm_value *p, size_t n,
+                             int64_t *id_out);
+
 /* Runs `sql` (one row, first column int64) -> *out; TXM_ENOTFOUND if no row. */
 BL_INTERNAL int bl_query_i64(txm_conn *c, int64_t *out, const char *sql, const txm_value *p, size_t n);
 

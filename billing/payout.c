@@ -192,26 +192,13 @@ static int deliver_hook_run(txm_conn *c, void *payload)
 
 /* ---- payouts --------------------------------------------------------------------------------- */
 
-typedef struct create_call {
-    const char *sql;
-    int64_t account_id, amount, id;
-} create_call;
-
-static int create_body(txm_conn *c, void *payload)
-{
-    create_call *k = payload;
-    txm_value p[2];
-    p[0] = txm_int(k->account_id);
-    p[1] = txm_int(k->amount);
-    return txm_query_i64(c, &k->id, k->sql, p, 2);
-}
-
 int txm_billing_payout_create(const txm_billing *b, txm_conn *c, int64_t account_id, int64_t amount,
                               int64_t *id_out)
 {
     static const char who[] = "txm_billing_payout_create";
     char sql[256];
-    create_call k;
+    txm_value p[2];
+    int64_t id = 0;
     int rc;
     if (id_out)
         *id_out = 0;
@@ -224,17 +211,15 @@ int txm_billing_payout_create(const txm_billing *b, txm_conn *c, int64_t account
     if ((rc = bl_sql(sql, sizeof sql, "INSERT INTO %s (account_id, amount) VALUES (?, ?) RETURNING id",
                      b->t.payouts)) != 0)
         return rc;
-    memset(&k, 0, sizeof k);
-    k.sql = sql;
-    k.account_id = account_id;
-    k.amount = amount;
-    rc = bl_run(b, c, create_body, &k);
+    p[0] = txm_int(account_id);
+    p[1] = txm_int(amount);
+    rc = bl_insert_id(b, c, sql, p, 2, &id);
     /* payouts has one foreign key: its account. */
     if (rc == TXM_EFOREIGN_KEY && !(txm_error_last()->flags & TXM_ERRF_TX_LOST))
         return txm_error_set(TXM_ENOTFOUND, "%s: no account with id %lld", who, (long long)account_id);
     if (rc)
         return rc;
-    *id_out = k.id;
+    *id_out = id;
     return 0;
 }
 

@@ -83,24 +83,11 @@ int bl_usage_drop(const txm_billing *b, txm_conn *c)
 
 /* ---- api keys and upstreams ------------------------------------------------------------------ */
 
-typedef struct named_insert {
-    const char *sql;
-    const char *name;
-    int64_t id;
-} named_insert;
-
-static int named_insert_body(txm_conn *c, void *payload)
-{
-    named_insert *n = payload;
-    txm_value p = txm_text(n->name);
-    return txm_query_i64(c, &n->id, n->sql, &p, 1);
-}
-
 static int named_create(const txm_billing *b, txm_conn *c, const char *who, const char *qtable, const char *name,
                         int64_t *id_out)
 {
     char sql[256];
-    named_insert n;
+    txm_value p;
     int rc;
     if (id_out)
         *id_out = 0;
@@ -112,13 +99,8 @@ static int named_create(const txm_billing *b, txm_conn *c, const char *who, cons
         return rc;
     if ((rc = bl_sql(sql, sizeof sql, "INSERT INTO %s (name) VALUES (?) RETURNING id", qtable)) != 0)
         return rc;
-    n.sql = sql;
-    n.name = name;
-    n.id = 0;
-    if ((rc = bl_run(b, c, named_insert_body, &n)) != 0)
-        return rc;
-    *id_out = n.id;
-    return 0;
+    p = txm_text(name);
+    return bl_insert_id(b, c, sql, &p, 1, id_out);
 }
 
 int txm_billing_api_key_create(const txm_billing *b, txm_conn *c, const char *name, int64_t *id_out)
