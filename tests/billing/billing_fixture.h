@@ -30,9 +30,14 @@ static inline const char *bf_url(void)
 {
     const char *e = bf_engine();
     if (strcmp(e, "sqlite") == 0) {
-        if (!bf_dir[0])
-            txm_tmpdir_make(bf_dir, sizeof bf_dir, "billing");
-        snprintf(bf_url_buf, sizeof bf_url_buf, "sqlite:%s/billing.db?busy_timeout=30000&journal=wal", bf_dir);
+        /* Built once, by the test's main thread (bf_open comes first in every test); worker
+         * threads created after that only read it. */
+        if (!bf_url_buf[0]) {
+            if (!bf_dir[0])
+                txm_tmpdir_make(bf_dir, sizeof bf_dir, "billing");
+            snprintf(bf_url_buf, sizeof bf_url_buf, "sqlite:%s/billing.db?busy_timeout=30000&journal=wal",
+                     bf_dir);
+        }
         return bf_url_buf;
     }
     {
@@ -71,6 +76,7 @@ static inline void bf_cleanup(void)
     if (bf_dir[0])
         txm_tmpdir_remove(bf_dir);
     bf_dir[0] = '\0';
+    bf_url_buf[0] = '\0';
 }
 
 #define BF_OK(call)                                                                                          \

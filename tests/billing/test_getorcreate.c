@@ -4,6 +4,7 @@
 #include "billing_fixture.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 TestSuite(goc, .fini = bf_cleanup);
 
@@ -423,7 +424,7 @@ Test(goc, eight_threads_same_keys, .timeout = 240)
 
 typedef struct churn {
     txm_billing *b;
-    volatile int stop;
+    atomic_int stop; /* set by the main thread, read by the deleter */
     int64_t deletes, in_tx_checked;
     uint64_t retries[DTHREADS];
     char failure[DTHREADS + 1][512];
@@ -521,7 +522,7 @@ static void *deleter_thread(void *arg)
         snprintf(C->failure[DTHREADS], 512, "deleter open: %s", txm_error_last()->message);
         return NULL;
     }
-    while (!C->stop) {
+    while (!atomic_load(&C->stop)) {
         char key[32];
         int rc;
         snprintf(key, sizeof key, "hot-%u", n++ % HOT_KEYS);
@@ -555,7 +556,7 @@ Test(goc, concurrent_deleter, .timeout = 240)
     }
     for (t = 0; t < DTHREADS; t++)
         pthread_join(th[t], NULL);
-    C.stop = 1;
+    atomic_store(&C.stop, 1);
     pthread_join(del, NULL);
     for (t = 0; t <= DTHREADS; t++)
         cr_assert_eq(C.failure[t][0], '\0', "%s", C.failure[t]);

@@ -541,13 +541,13 @@ static void *deleter_lockstep(void *arg)
     char err[512] = "";
     unsigned n;
     if (txm_open(&c, bf_url(), NULL) != 0) {
-        R->failed = 1;
+        __atomic_store_n(&R->failed, 1, __ATOMIC_SEQ_CST);
         snprintf(R->failure, sizeof R->failure, "open: %s", txm_error_last()->message);
     }
     for (n = 0; n < LOCKSTEP; n++) {
         pthread_barrier_wait(&R->bar); /* the recorder has read slot n % POOL's ids */
-        if (c && !R->failed && replace(R, c, (int)(n % POOL), (int)(n % 4), err, sizeof err) != 0) {
-            R->failed = 1;
+        if (c && !__atomic_load_n(&R->failed, __ATOMIC_SEQ_CST) && replace(R, c, (int)(n % POOL), (int)(n % 4), err, sizeof err) != 0) {
+            __atomic_store_n(&R->failed, 1, __ATOMIC_SEQ_CST);
             snprintf(R->failure, sizeof R->failure, "%s", err);
         }
         pthread_barrier_wait(&R->bar); /* the recorder may insert now */
@@ -563,13 +563,13 @@ static void *deleter_free(void *arg)
     char err[512] = "";
     unsigned n = 0;
     if (txm_open(&c, bf_url(), NULL) != 0) {
-        R->failed = 1;
+        __atomic_store_n(&R->failed, 1, __ATOMIC_SEQ_CST);
         snprintf(R->failure, sizeof R->failure, "open: %s", txm_error_last()->message);
         return NULL;
     }
-    while (!R->stop && !R->failed) {
+    while (!__atomic_load_n(&R->stop, __ATOMIC_SEQ_CST) && !__atomic_load_n(&R->failed, __ATOMIC_SEQ_CST)) {
         if (replace(R, c, (int)(n % POOL), 1 + (int)(n % 3), err, sizeof err) != 0) {
-            R->failed = 1;
+            __atomic_store_n(&R->failed, 1, __ATOMIC_SEQ_CST);
             snprintf(R->failure, sizeof R->failure, "%s", err);
         }
         n++;
@@ -633,14 +633,14 @@ Test(usage, race_deleter_against_recorder, .timeout = 240)
     /* Phase 1, lockstep: the delete lands exactly between the read and the insert. */
     pthread_create(&t, NULL, deleter_lockstep, &R);
     for (n = 0; n < LOCKSTEP; n++)
-        if (!err && !R.failed)
+        if (!err && !__atomic_load_n(&R.failed, __ATOMIC_SEQ_CST))
             err = record_after_delete(&R, rc2, n);
         else {
             pthread_barrier_wait(&R.bar);
             pthread_barrier_wait(&R.bar);
         }
     pthread_join(t, NULL);
-    cr_assert(!err && !R.failed, "%s", R.failure);
+    cr_assert(!err && !__atomic_load_n(&R.failed, __ATOMIC_SEQ_CST), "%s", R.failure);
     {
         int64_t want = 0; /* every iteration that deleted something retried once */
         for (n = 0; n < LOCKSTEP; n++)
@@ -652,13 +652,13 @@ Test(usage, race_deleter_against_recorder, .timeout = 240)
     /* Phase 2, free-running: deletes and records at full speed, lock waits and all. */
     {
         int64_t before = R.retried;
-        R.stop = 0;
+        __atomic_store_n(&R.stop, 0, __ATOMIC_SEQ_CST);
         pthread_create(&t, NULL, deleter_free, &R);
-        for (n = 0; n < FREE_RUN && !err && !R.failed; n++)
+        for (n = 0; n < FREE_RUN && !err && !__atomic_load_n(&R.failed, __ATOMIC_SEQ_CST); n++)
             err = record(&R, rc2, (int)(n % POOL), n);
-        R.stop = 1;
+        __atomic_store_n(&R.stop, 1, __ATOMIC_SEQ_CST);
         pthread_join(t, NULL);
-        cr_assert(!err && !R.failed, "%s", R.failure);
+        cr_assert(!err && !__atomic_load_n(&R.failed, __ATOMIC_SEQ_CST), "%s", R.failure);
         txm_stats st;
         txm_stats_get(rc2, &st);
         printf("usage race (%s): free-running %u records (%lld in a caller's transaction) against %lld key and "
