@@ -1,5 +1,5 @@
 /*
- * txm demo: four short stories told on a real database, each checked as it is told.
+ * txm demo: nine short stories told on a real database, each checked as it is told. The core's:
  *   1. nesting: an inner level (a savepoint) fails; the outer level handles it and commits
  *   2. hooks: a "notification" registered with txm_on_commit runs only after the outermost COMMIT;
  *      one registered in a level that rolls back is discarded (its on-rollback hook runs instead)
@@ -7,7 +7,8 @@
  *      with TXM_ETX_ABORTED naming the original cause
  *   4. retry: txm_retry meets a real lock timeout (a second connection holds the lock), the
  *      before_retry callback releases it, the second attempt commits
- * and prints txm_stats; then the five billing stories of tools/demo_billing.c. SQL is portable across SQLite, PostgreSQL and MySQL/MariaDB; tables are
+ * and prints txm_stats; then the five billing stories of tools/demo_billing.c. SQL is portable
+ * across SQLite, PostgreSQL and MySQL/MariaDB; tables are
  * named txm_demo_* and dropped at the end.
  */
 #include "tool.h"
