@@ -1046,7 +1046,9 @@ static int my_cancel(txm_driver_conn *dc)
     if (mysql_query(k, q) != 0) {
         txm_error_detail d;
         unsigned e = mysql_errno(k);
-        int code = txm__mysql_classify(e, mysql_sqlstate(k), mysql_error(k), c->flavour, NULL);
+        /* TXM_MY_ANY, not c->flavour: cancel runs on another thread, and txm_reconnect rewrites
+         * c->flavour (a data race TSan found); the KILL's errors read the same on every flavour. */
+        int code = txm__mysql_classify(e, mysql_sqlstate(k), mysql_error(k), TXM_MY_ANY, NULL);
         memset(&d, 0, sizeof d);
         d.native_code = (int)e;
         d.sqlstate = mysql_sqlstate(k);
