@@ -172,10 +172,6 @@ const char *bl_id_ddl(const txm_billing *b)
 
 const char *bl_table_opts(const txm_billing *b) { return b->engine == BL_MYSQL ? " ENGINE=InnoDB" : ""; }
 
-int bl_query_i64(txm_conn *c, int64_t *out, const char *sql, const txm_value *p, size_t n)
-{
-    return txm_query_i64(c, out, sql, p, n);
-}
 
 typedef struct insert_id {
     const char *sql;

@@ -292,7 +292,7 @@ static int add_body(txm_conn *c, void *payload)
         return rc;
     if (!running)
         return txm_error_set(TXM_EINVALID, "%s: import %lld is canceled", who, (long long)a->import_id);
-    return bl_query_i64(c, &a->id, a->insert_sql, a->p, 2);
+    return txm_query_i64(c, &a->id, a->insert_sql, a->p, 2);
 }
 
 int txm_billing_import_add_task(const txm_billing *b, txm_conn *c, int64_t import_id, const char *payload,

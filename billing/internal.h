@@ -62,9 +62,6 @@ BL_INTERNAL const char *bl_table_opts(const txm_billing *b); /* " ENGINE=InnoDB"
 BL_INTERNAL int bl_insert_id(const txm_billing *b, txm_conn *c, const char *sql, const txm_value *p, size_t n,
                              int64_t *id_out);
 
-/* Runs `sql` (one row, first column int64) -> *out; TXM_ENOTFOUND if no row. */
-BL_INTERNAL int bl_query_i64(txm_conn *c, int64_t *out, const char *sql, const txm_value *p, size_t n);
-
 /* Get-or-create (getorcreate.c) on already-quoted names, in the caller's level: see the file. */
 typedef struct goc goc;
 struct goc {

@@ -33,7 +33,7 @@ typedef struct demo {
 } demo;
 
 /* Prints "txm demo: WHAT: TXM_EXXX: message [sqlstate, native code] (cause: ...)" and returns 1. */
-static int fail(const char *what, int rc)
+int txm_tool_demo_fail(const char *what, int rc)
 {
     const txm_error *e = txm_error_last();
     fprintf(stderr, "txm demo: %s: %s", what, txm_err_name(rc));
@@ -51,7 +51,7 @@ static int fail(const char *what, int rc)
     return 1;
 }
 
-static int check(int ok, const char *fmt, ...)
+int txm_tool_demo_check(int ok, const char *fmt, ...)
 {
     va_list ap;
     if (ok)
@@ -67,7 +67,7 @@ static int check(int ok, const char *fmt, ...)
 static int exec0(txm_conn *c, const char *sql)
 {
     int rc = txm_exec(c, sql, NULL, 0, NULL);
-    return rc ? fail(sql, rc) : 0;
+    return rc ? txm_tool_demo_fail(sql, rc) : 0;
 }
 
 static int add_account(txm_conn *c, int id, const char *owner, int64_t balance)
@@ -86,7 +86,7 @@ static int print_accounts(txm_conn *c, const char *indent)
     int rc = txm_query(&r, c, "SELECT owner, balance FROM " ACCOUNTS " ORDER BY id", NULL, 0);
     int first = 1;
     if (rc)
-        return fail("reading accounts", rc);
+        return txm_tool_demo_fail("reading accounts", rc);
     printf("%saccounts now: ", indent);
     while (txm_rows_next(r)) {
         printf("%s%s=%lld", first ? "" : ", ", txm_rows_get_text(r, 0, NULL),
@@ -101,7 +101,7 @@ static int print_accounts(txm_conn *c, const char *indent)
 static int count_accounts(txm_conn *c, int64_t *n)
 {
     int rc = txm_query_i64(c, n, "SELECT COUNT(*) FROM " ACCOUNTS, NULL, 0);
-    return rc ? fail("counting accounts", rc) : 0;
+    return rc ? txm_tool_demo_fail("counting accounts", rc) : 0;
 }
 
 static int setup(demo *d)
@@ -121,30 +121,30 @@ static int story_nesting(demo *d)
 
     printf("\n1. Nesting: an inner level fails, the outer level handles it\n");
     if ((rc = txm_begin(&outer, d->c, NULL)))
-        return fail("begin outer", rc);
+        return txm_tool_demo_fail("begin outer", rc);
     if ((rc = add_account(d->c, 1, "alice", 100)))
-        return fail("insert alice", rc);
+        return txm_tool_demo_fail("insert alice", rc);
     printf("   outer (depth %d): opened an account for alice with 100\n", txm_depth(d->c));
 
     if ((rc = txm_begin(&inner, d->c, NULL)))
-        return fail("begin inner", rc);
+        return txm_tool_demo_fail("begin inner", rc);
     rc = add_account(d->c, 2, "alice", 5);
     printf("   inner (depth %d, a savepoint): a second account for alice -> %s: %s\n",
            txm_depth(d->c), txm_err_name(rc), rc ? txm_error_last()->message : "(accepted?)");
-    if (check(rc == TXM_EUNIQUE, "duplicate owner gave %s, expected TXM_EUNIQUE", txm_err_name(rc)))
+    if (txm_tool_demo_check(rc == TXM_EUNIQUE, "duplicate owner gave %s, expected TXM_EUNIQUE", txm_err_name(rc)))
         return 1;
     if ((rc = txm_rollback(inner)))
-        return fail("rollback inner", rc);
+        return txm_tool_demo_fail("rollback inner", rc);
     printf("   inner: rolled back to its savepoint; the outer level is untouched\n");
 
     if ((rc = add_account(d->c, 3, "carol", 50)))
-        return fail("insert carol", rc);
+        return txm_tool_demo_fail("insert carol", rc);
     if ((rc = txm_commit(outer)))
-        return fail("commit outer", rc);
+        return txm_tool_demo_fail("commit outer", rc);
     printf("   outer: opened an account for carol with 50 and committed\n");
     if (print_accounts(d->c, "   ") || count_accounts(d->c, &n))
         return 1;
-    return check(n == 2, "expected 2 accounts after story 1, found %lld", (long long)n);
+    return txm_tool_demo_check(n == 2, "expected 2 accounts after story 1, found %lld", (long long)n);
 }
 
 /* ---- 2. hooks ------------------------------------------------------------------------------ */
@@ -185,12 +185,12 @@ static int hook(demo *d, int on_commit, const char *text)
     note *n = new_note(d, text);
     int rc;
     if (!n)
-        return fail("allocating a notification", TXM_ENOMEM);
+        return txm_tool_demo_fail("allocating a notification", TXM_ENOMEM);
     rc = on_commit ? txm_on_commit(d->c, send_notification, n, free)
                    : txm_on_rollback(d->c, note_rolled_back, n, free);
     if (rc) {
         free(n); /* not taken when registration fails */
-        return fail("registering a hook", rc);
+        return txm_tool_demo_fail("registering a hook", rc);
     }
     return 0;
 }
@@ -204,33 +204,33 @@ static int story_hooks(demo *d)
     printf("\n2. Hooks: notifications go out after the outermost COMMIT, never after a rollback\n");
     d->notifications_sent = d->rollbacks_seen = 0;
     if ((rc = txm_begin(&outer, d->c, NULL)))
-        return fail("begin outer", rc);
+        return txm_tool_demo_fail("begin outer", rc);
     if ((rc = add_account(d->c, 4, "dave", 20)))
-        return fail("insert dave", rc);
+        return txm_tool_demo_fail("insert dave", rc);
     if (hook(d, 1, "welcome e-mail to dave"))
         return 1;
     printf("   outer: opened an account for dave, queued \"welcome e-mail to dave\"\n");
 
     if ((rc = txm_begin(&inner, d->c, NULL)))
-        return fail("begin inner", rc);
+        return txm_tool_demo_fail("begin inner", rc);
     p[0] = txm_int(30);
     p[1] = txm_text("dave");
     if ((rc = txm_exec(d->c, "UPDATE " ACCOUNTS " SET balance = balance + ? WHERE owner = ?", p, 2, NULL)))
-        return fail("credit dave", rc);
+        return txm_tool_demo_fail("credit dave", rc);
     if (hook(d, 1, "receipt: dave credited 30") || hook(d, 0, "receipt: dave credited 30"))
         return 1;
     printf("   inner: credited dave 30, queued \"receipt: dave credited 30\"; now the inner level rolls back\n");
     if ((rc = txm_rollback(inner)))
-        return fail("rollback inner", rc);
+        return txm_tool_demo_fail("rollback inner", rc);
     printf("   outer: before COMMIT, notifications sent: %d\n", d->notifications_sent);
-    if (check(d->notifications_sent == 0, "a hook ran before COMMIT") ||
-        check(d->rollbacks_seen == 1, "the on-rollback hook ran %d times, expected 1", d->rollbacks_seen))
+    if (txm_tool_demo_check(d->notifications_sent == 0, "a hook ran before COMMIT") ||
+        txm_tool_demo_check(d->rollbacks_seen == 1, "the on-rollback hook ran %d times, expected 1", d->rollbacks_seen))
         return 1;
     if ((rc = txm_commit(outer)))
-        return fail("commit outer", rc);
+        return txm_tool_demo_fail("commit outer", rc);
     printf("   outer: committed; notifications sent: %d (the receipt was discarded with its level)\n",
            d->notifications_sent);
-    return check(d->notifications_sent == 1, "expected exactly 1 notification, %d were sent",
+    return txm_tool_demo_check(d->notifications_sent == 1, "expected exactly 1 notification, %d were sent",
                  d->notifications_sent);
 }
 
@@ -245,31 +245,31 @@ static int story_poisoning(demo *d)
 
     printf("\n3. Poisoning: a swallowed error does not go unnoticed\n");
     if ((rc = txm_begin(&tx, d->c, NULL)))
-        return fail("begin", rc);
+        return txm_tool_demo_fail("begin", rc);
     rc = add_account(d->c, 5, "carol", 1);
     printf("   a second account for carol -> %s; the code below ignores it and goes on\n",
            txm_err_name(rc));
-    if (check(rc == TXM_EUNIQUE, "duplicate owner gave %s, expected TXM_EUNIQUE", txm_err_name(rc)))
+    if (txm_tool_demo_check(rc == TXM_EUNIQUE, "duplicate owner gave %s, expected TXM_EUNIQUE", txm_err_name(rc)))
         return 1;
     txm_stats_get(d->c, &before);
     rc = txm_query_i64(d->c, &n, "SELECT COUNT(*) FROM " ACCOUNTS, NULL, 0);
     txm_stats_get(d->c, &after);
     e = txm_error_last();
     printf("   next statement -> %s: %s\n", txm_err_name(rc), rc ? e->message : "(ran?)");
-    if (check(rc == TXM_ETX_ABORTED, "expected TXM_ETX_ABORTED, got %s", txm_err_name(rc)) ||
-        check(e->cause != NULL, "TXM_ETX_ABORTED without a cause"))
+    if (txm_tool_demo_check(rc == TXM_ETX_ABORTED, "expected TXM_ETX_ABORTED, got %s", txm_err_name(rc)) ||
+        txm_tool_demo_check(e->cause != NULL, "TXM_ETX_ABORTED without a cause"))
         return 1;
     printf("   its cause: %s: %s\n", txm_err_name(e->cause->code), e->cause->message);
     printf("   refused without a round trip: round trips %llu -> %llu, refused %llu -> %llu\n",
            (unsigned long long)before.round_trips, (unsigned long long)after.round_trips,
            (unsigned long long)before.refused, (unsigned long long)after.refused);
-    if (check(e->cause->code == TXM_EUNIQUE, "cause is %s, expected TXM_EUNIQUE",
+    if (txm_tool_demo_check(e->cause->code == TXM_EUNIQUE, "cause is %s, expected TXM_EUNIQUE",
               txm_err_name(e->cause->code)) ||
-        check(after.round_trips == before.round_trips, "the refused statement reached the server"))
+        txm_tool_demo_check(after.round_trips == before.round_trips, "the refused statement reached the server"))
         return 1;
     rc = txm_commit(tx);
     printf("   COMMIT of the poisoned transaction -> %s (it was rolled back)\n", txm_err_name(rc));
-    return check(rc == TXM_ETX_ABORTED, "commit of a poisoned level gave %s, expected TXM_ETX_ABORTED",
+    return txm_tool_demo_check(rc == TXM_ETX_ABORTED, "commit of a poisoned level gave %s, expected TXM_ETX_ABORTED",
                  txm_err_name(rc));
 }
 
@@ -337,16 +337,16 @@ static int story_retry(demo *d)
     memset(&r, 0, sizeof r);
     r.d = d;
     if ((rc = txm_open(&r.other, d->url, NULL)))
-        return fail("opening a second connection", rc);
+        return txm_tool_demo_fail("opening a second connection", rc);
     if (short_lock_wait(d->c, d->driver))
         goto out;
     if ((rc = txm_begin(&r.other_tx, r.other, NULL))) {
-        fail("begin on the second connection", rc);
+        txm_tool_demo_fail("begin on the second connection", rc);
         goto out;
     }
     p[0] = txm_text("alice");
     if ((rc = txm_exec(r.other, "UPDATE " ACCOUNTS " SET balance = balance WHERE owner = ?", p, 1, NULL))) {
-        fail("locking alice on the second connection", rc);
+        txm_tool_demo_fail("locking alice on the second connection", rc);
         goto out;
     }
     printf("   another connection holds a write lock on alice's account\n");
@@ -358,14 +358,14 @@ static int story_retry(demo *d)
     policy.payload = &r;
     rc = txm_retry(d->c, &policy, transfer_body, &r);
     if (rc) {
-        fail("txm_retry", rc);
+        txm_tool_demo_fail("txm_retry", rc);
         goto out;
     }
     printf("   committed on attempt %u\n", r.attempts);
-    if (check(r.attempts == 2, "expected success on attempt 2, got it on attempt %u", r.attempts))
+    if (txm_tool_demo_check(r.attempts == 2, "expected success on attempt 2, got it on attempt %u", r.attempts))
         goto out;
     txm_stats_get(d->c, &st);
-    if (check(st.retries >= 1, "txm_stats counts %llu retries", (unsigned long long)st.retries))
+    if (txm_tool_demo_check(st.retries >= 1, "txm_stats counts %llu retries", (unsigned long long)st.retries))
         goto out;
     ret = print_accounts(d->c, "   ");
 out:
@@ -464,7 +464,7 @@ int txm_tool_demo(int argc, char **argv)
     txm_tool_redact(url, shown, sizeof shown);
     rc = txm_open(&d.c, url, NULL);
     if (rc) {
-        fail("cannot open the database", rc);
+        txm_tool_demo_fail("cannot open the database", rc);
         fprintf(stderr, "txm demo: URL was %s\n", shown);
         goto done;
     }

@@ -14,7 +14,6 @@
 #include "tool.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,29 +36,6 @@ typedef struct bdemo {
     int notified_total;
     int finished; /* ledger threads done (under mu) */
 } bdemo;
-
-static int bfail(const char *what, int rc)
-{
-    const txm_error *e = txm_error_last();
-    fprintf(stderr, "txm demo: %s: %s", what, txm_err_name(rc));
-    if (e->code == rc && rc != TXM_OK)
-        fprintf(stderr, ": %s", e->message);
-    fputc('\n', stderr);
-    return 1;
-}
-
-static int bcheck(int ok, const char *fmt, ...)
-{
-    va_list ap;
-    if (ok)
-        return 0;
-    fprintf(stderr, "txm demo: unexpected: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return 1;
-}
 
 static double now_s(void)
 {
@@ -146,20 +122,20 @@ static int story_ledger(bdemo *d)
     if ((rc = txm_billing_account(d->b, d->c, "alice", TXM_BILLING_NO_OVERDRAFT, &alice, NULL)) ||
         (rc = txm_billing_account(d->b, d->c, "bob", TXM_BILLING_NO_OVERDRAFT, &bob, NULL)) ||
         (rc = txm_billing_account(d->b, d->c, "house", 0, &house, NULL)))
-        return bfail("opening accounts", rc);
+        return txm_tool_demo_fail("opening accounts", rc);
     if ((rc = txm_billing_post(d->b, d->c, alice, 500, "deposit-1", &e1)) ||
         (rc = txm_billing_post(d->b, d->c, alice, -120, "card-1", &e2)))
-        return bfail("posting", rc);
+        return txm_tool_demo_fail("posting", rc);
     printf("   alice: +500 -> entry %lld, balance %lld; -120 -> entry %lld, balance %lld\n", (long long)e1.seq,
            (long long)e1.balance, (long long)e2.seq, (long long)e2.balance);
     if ((rc = txm_billing_post(d->b, d->c, alice, -120, "card-1", &replay)))
-        return bfail("re-posting card-1", rc);
+        return txm_tool_demo_fail("re-posting card-1", rc);
     printf("   the same payment re-sent (key card-1): replayed=%d, same entry %lld, balance still %lld\n",
            replay.replayed, (long long)replay.seq, (long long)replay.balance);
-    if (bcheck(replay.replayed && replay.id == e2.id, "the replay was posted again"))
+    if (txm_tool_demo_check(replay.replayed && replay.id == e2.id, "the replay was posted again"))
         return 1;
     if ((rc = txm_billing_transfer(d->b, d->c, alice, bob, 80, "gift-1", &debit, &credit)))
-        return bfail("transfer", rc);
+        return txm_tool_demo_fail("transfer", rc);
     printf("   transfer 80 alice -> bob: alice %lld, bob %lld (locks taken in account-id order)\n",
            (long long)debit.balance, (long long)credit.balance);
     txm_billing_balance(d->b, d->c, bob, &before);
@@ -167,7 +143,7 @@ static int story_ledger(bdemo *d)
     txm_billing_balance(d->b, d->c, bob, &after);
     printf("   transfer 1000 bob -> alice (no overdraft) -> %s; bob still %lld\n", txm_err_name(rc),
            (long long)after);
-    if (bcheck(rc == TXM_ECHECK && before == after, "an overdraft went through (%s)", txm_err_name(rc)))
+    if (txm_tool_demo_check(rc == TXM_ECHECK && before == after, "an overdraft went through (%s)", txm_err_name(rc)))
         return 1;
 
     printf("   %d threads, one connection each, %d random posts and transfers each over 3 accounts...\n", THREADS,
@@ -208,7 +184,7 @@ static int story_ledger(bdemo *d)
         unsigned long retries = 0;
         for (i = 0; i < THREADS; i++) {
             if (w[i].rc)
-                return bcheck(0, "ledger thread %d: %s", i, w[i].err);
+                return txm_tool_demo_check(0, "ledger thread %d: %s", i, w[i].err);
             total += w[i].posted;
             retries += w[i].retries;
         }
@@ -216,7 +192,7 @@ static int story_ledger(bdemo *d)
                t1 - t0, (double)(THREADS * OPS_PER_THREAD) / (t1 - t0), retries);
     }
     if ((rc = txm_billing_verify(d->b, d->c, &rep)))
-        return bfail("verify", rc);
+        return txm_tool_demo_fail("verify", rc);
     {
         int64_t a, bb, h;
         txm_billing_balance(d->b, d->c, alice, &a);
@@ -226,7 +202,7 @@ static int story_ledger(bdemo *d)
                (long long)rep.entries);
         printf("   money conserved: balances %lld = deposits %lld\n", (long long)(a + bb + h),
                (long long)(500 - 120 + total));
-        return bcheck(a + bb + h == 500 - 120 + total, "money was created or lost");
+        return txm_tool_demo_check(a + bb + h == 500 - 120 + total, "money was created or lost");
     }
 }
 
@@ -246,35 +222,35 @@ static int story_usage(bdemo *d)
     if ((rc = txm_billing_api_key_create(d->b, d->c, "key-of-carol", &key)) ||
         (rc = txm_billing_upstream_create(d->b, d->c, "upstream-eu", &up)) ||
         (rc = txm_billing_account(d->b, d->c, "carol", 0, &acct, NULL)))
-        return bfail("creating the api key", rc);
+        return txm_tool_demo_fail("creating the api key", rc);
     printf("   read api key id %lld; meanwhile another connection deletes it (ON DELETE SET NULL)\n",
            (long long)key);
     if ((rc = txm_open(&other, d->url, NULL)))
-        return bfail("opening a second connection", rc);
+        return txm_tool_demo_fail("opening a second connection", rc);
     snprintf(sql, sizeof sql, "DELETE FROM " PREFIX "api_keys WHERE id = ?");
     p = txm_int(key);
     rc = txm_exec(other, sql, &p, 1, NULL);
     txm_close(other);
     if (rc)
-        return bfail("deleting the key", rc);
+        return txm_tool_demo_fail("deleting the key", rc);
     memset(&u, 0, sizeof u);
     u.account_id = acct;
     u.api_key_id = key;
     u.upstream_id = up;
     u.units = 42;
     if ((rc = txm_billing_usage_record(d->b, d->c, &u, &r)))
-        return bfail("recording usage", rc);
+        return txm_tool_demo_fail("recording usage", rc);
     printf("   snapshot %lld written: api_key_id %s, upstream_id %lld, retried %d, quota delta %lld\n",
            (long long)r.id, r.api_key_id ? "kept" : "NULL (the key was gone: nulled, insert retried once)",
            (long long)r.upstream_id, r.retried, (long long)r.quota_delta);
-    if (bcheck(r.retried == 1 && r.api_key_id == 0 && r.upstream_id == up && r.quota_delta == 0,
+    if (txm_tool_demo_check(r.retried == 1 && r.api_key_id == 0 && r.upstream_id == up && r.quota_delta == 0,
                "the snapshot did not survive the race as told"))
         return 1;
     rc = txm_query_i64(d->c, &quota, "SELECT COALESCE(SUM(quota_used), 0) FROM " PREFIX "api_keys", NULL, 0);
     if (rc)
-        return bfail("summing quotas", rc);
+        return txm_tool_demo_fail("summing quotas", rc);
     printf("   quota charged to api keys: %lld (no ghost quota for the deleted key)\n", (long long)quota);
-    return bcheck(quota == 0, "ghost quota %lld", (long long)quota);
+    return txm_tool_demo_check(quota == 0, "ghost quota %lld", (long long)quota);
 }
 
 /* ---- 7. get-or-create ----------------------------------------------------------------------- */
@@ -319,17 +295,17 @@ static int story_get_or_create(bdemo *d)
         pthread_join(th[i], NULL);
     for (i = 0; i < THREADS; i++) {
         if (g[i].rc)
-            return bcheck(0, "get-or-create thread %d failed: %s", i, txm_err_name(g[i].rc));
+            return txm_tool_demo_check(0, "get-or-create thread %d failed: %s", i, txm_err_name(g[i].rc));
         created += g[i].created;
-        if (bcheck(g[i].id == g[0].id, "two ids for one customer"))
+        if (txm_tool_demo_check(g[i].id == g[0].id, "two ids for one customer"))
             return 1;
     }
     if (txm_query_i64(d->c, &rows, "SELECT COUNT(*) FROM " PREFIX "accounts WHERE name = 'customer-dora'", NULL,
                       0))
-        return bfail("counting", TXM_ERROR);
+        return txm_tool_demo_fail("counting", TXM_ERROR);
     printf("   every request got id %lld; created by %d of them; rows with that name: %lld\n",
            (long long)g[0].id, created, (long long)rows);
-    return bcheck(created == 1 && rows == 1, "get-or-create made %d rows", (int)rows);
+    return txm_tool_demo_check(created == 1 && rows == 1, "get-or-create made %d rows", (int)rows);
 }
 
 /* ---- 8. payouts ----------------------------------------------------------------------------- */
@@ -353,37 +329,37 @@ static int story_payouts(bdemo *d)
     int i, rc;
     printf("\n8. Payouts: \"your money has arrived\" only for payouts that were committed\n");
     if ((rc = txm_billing_account(d->b, d->c, "erin", 0, &acct, NULL)))
-        return bfail("account", rc);
+        return txm_tool_demo_fail("account", rc);
     for (i = 0; i < 3; i++)
         if ((rc = txm_billing_payout_create(d->b, d->c, acct, 100 * (i + 1), &ids[i])))
-            return bfail("creating payouts", rc);
+            return txm_tool_demo_fail("creating payouts", rc);
     if ((rc = txm_billing_payout_mark_paid(d->b, d->c, ids[2])))
-        return bfail("paying the third payout", rc);
+        return txm_tool_demo_fail("paying the third payout", rc);
     printf("   payout %lld paid on its own; now a bulk run of all three (the third is already paid)\n",
            (long long)ids[2]);
     d->notified_total = 0;
     rc = txm_billing_payouts_mark_paid(d->b, d->c, ids, 3, &failed);
     printf("   bulk run -> %s at item %zu; notifications sent: %d\n", txm_err_name(rc), failed, d->notified_total);
-    if (bcheck(rc == TXM_EINVALID && failed == 2 && d->notified_total == 0, "the failed bulk run leaked"))
+    if (txm_tool_demo_check(rc == TXM_EINVALID && failed == 2 && d->notified_total == 0, "the failed bulk run leaked"))
         return 1;
     if ((rc = txm_query_i64(d->c, &paid, "SELECT COUNT(*) FROM " PREFIX "payouts WHERE status = 'paid'", NULL, 0)))
-        return bfail("counting", rc);
+        return txm_tool_demo_fail("counting", rc);
     printf("   paid payouts: %lld (nothing of the failed run)\n", (long long)paid);
-    if (bcheck(paid == 1, "the failed bulk run paid %lld", (long long)paid))
+    if (txm_tool_demo_check(paid == 1, "the failed bulk run paid %lld", (long long)paid))
         return 1;
     printf("   re-run with the input fixed (the first two only)\n");
     if ((rc = txm_billing_payouts_mark_paid(d->b, d->c, ids, 2, &failed)))
-        return bfail("bulk re-run", rc);
+        return txm_tool_demo_fail("bulk re-run", rc);
     for (i = 0; i < 3; i++)
-        if (bcheck(ids[i] < 64 && d->notified[ids[i]] == 1, "payout %lld notified %d times", (long long)ids[i],
-                   ids[i] < 64 ? d->notified[ids[i]] : -1))
+        if (txm_tool_demo_check(ids[i] < 64 && d->notified[ids[i]] == 1, "payout %lld notified %d times",
+                                (long long)ids[i], ids[i] < 64 ? d->notified[ids[i]] : -1))
             return 1;
     {
         size_t n = 9;
         if ((rc = txm_billing_outbox_drain(d->b, d->c, &n)))
-            return bfail("drain", rc);
+            return txm_tool_demo_fail("drain", rc);
         printf("   each payout notified exactly once; outbox drain finds %zu left to deliver\n", n);
-        return bcheck(n == 0, "the drain delivered %zu again", n);
+        return txm_tool_demo_check(n == 0, "the drain delivered %zu again", n);
     }
 }
 
@@ -433,14 +409,14 @@ static int story_import(bdemo *d)
     printf("\n9. Import: cancel returns only after the running workers finished\n");
     if ((rc = txm_exec(d->c, "CREATE TABLE " PREFIX "rows (import_id BIGINT NOT NULL, task_id BIGINT NOT NULL)",
                        NULL, 0, NULL)))
-        return bfail("creating the output table", rc);
+        return txm_tool_demo_fail("creating the output table", rc);
     if ((rc = txm_billing_import_create(d->b, d->c, "customers.csv", &imp)))
-        return bfail("creating the import", rc);
+        return txm_tool_demo_fail("creating the import", rc);
     for (i = 0; i < 40; i++) {
         char payload[32];
         snprintf(payload, sizeof payload, "line %d", i + 1);
         if ((rc = txm_billing_import_add_task(d->b, d->c, imp, payload, NULL)))
-            return bfail("adding tasks", rc);
+            return txm_tool_demo_fail("adding tasks", rc);
     }
     for (i = 0; i < 2; i++) {
         memset(&a[i], 0, sizeof a[i]);
@@ -451,7 +427,7 @@ static int story_import(bdemo *d)
     usleep(200000);
     rc = txm_billing_import_cancel(d->b, d->c, imp, 10000, &deleted);
     if (rc)
-        return bfail("cancel", rc);
+        return txm_tool_demo_fail("cancel", rc);
     txm_query_i64(d->c, &rows1, "SELECT COUNT(*) FROM " PREFIX "rows", NULL, 0);
     printf("   2 workers running, 40 tasks; cancel deleted %lld pending tasks and returned; rows imported: %lld\n",
            (long long)deleted, (long long)rows1);
@@ -461,9 +437,9 @@ static int story_import(bdemo *d)
         pthread_join(th[i], NULL);
     printf("   0.3 s later: rows imported: %lld (no row appeared after cancel returned)\n", (long long)rows2);
     for (i = 0; i < 2; i++)
-        if (bcheck(a[i].rc == 0, "worker %d: %s", i, txm_err_name(a[i].rc)))
+        if (txm_tool_demo_check(a[i].rc == 0, "worker %d: %s", i, txm_err_name(a[i].rc)))
             return 1;
-    return bcheck(rows1 == rows2 && rows1 + deleted == 40, "rows after cancel: %lld -> %lld, deleted %lld",
+    return txm_tool_demo_check(rows1 == rows2 && rows1 + deleted == 40, "rows after cancel: %lld -> %lld, deleted %lld",
                   (long long)rows1, (long long)rows2, (long long)deleted);
 }
 
@@ -477,7 +453,7 @@ int txm_tool_demo_billing(const char *url)
     int rc, status;
     memset(&d, 0, sizeof d);
     if ((rc = txm_open(&c, url, NULL)))
-        return bfail("opening the billing connection", rc);
+        return txm_tool_demo_fail("opening the billing connection", rc);
     pthread_mutex_init(&d.mu, NULL);
     d.c = c;
     d.url = url;
@@ -487,11 +463,11 @@ int txm_tool_demo_billing(const char *url)
     if ((rc = txm_billing_new(&d.b, c, &o))) {
         pthread_mutex_destroy(&d.mu);
         txm_close(c);
-        return bfail("txm_billing_new", rc);
+        return txm_tool_demo_fail("txm_billing_new", rc);
     }
     txm_exec(c, "DROP TABLE IF EXISTS " PREFIX "rows", NULL, 0, NULL);
     if ((rc = txm_billing_schema_drop(d.b, c)) || (rc = txm_billing_schema_create(d.b, c)))
-        status = bfail("creating the billing schema", rc);
+        status = txm_tool_demo_fail("creating the billing schema", rc);
     else
         status = story_ledger(&d) || story_usage(&d) || story_get_or_create(&d) || story_payouts(&d) ||
                  story_import(&d);

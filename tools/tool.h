@@ -7,6 +7,16 @@
 /* txm demo [--url URL]: tells the library's stories on a real database (tools/demo.c). */
 int txm_tool_demo(int argc, char **argv);
 
+/* Demo verdicts, shared by demo.c and demo_billing.c: fail prints "txm demo: WHAT: TXM_EXXX:
+ * message [sqlstate, native code] (cause: ...)" and returns 1; check prints "unexpected: ..." and
+ * returns 1 unless ok (then 0). */
+int txm_tool_demo_fail(const char *what, int rc);
+int txm_tool_demo_check(int ok, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
 /* The billing stories of the demo (tools/demo_billing.c), on their own connections to url. */
 int txm_tool_demo_billing(const char *url);
 
