@@ -83,7 +83,14 @@ typedef enum txm_errno {
  * `cause` is set on TXM_ETX_ABORTED (the error that aborted the transaction) and on TXM_EHOOK
  * (the first failing hook's error), else NULL.
  * Fields come from the engine's own error fields, never from parsing localized text, except for
- * MySQL/MariaDB constraint names (see docs/errors.md), which are left "" when unparseable.
+ * MySQL/MariaDB names (see docs/errors.md), which are left "" when unparseable. docs/errors.md,
+ * "Error fields per engine", says which field each engine fills, and when.
+ * column_name: the column a NOT NULL violation, or a UNIQUE / FOREIGN KEY / CHECK constraint on
+ * exactly one column, is about ("" for several columns). On PostgreSQL the latter comes from the
+ * catalog: at once outside a transaction; inside one it may be "" in the failing statement's
+ * record and is filled in the thread's record (and cause) when the transaction ends.
+ * sqlstate of TXM_ETX_ABORTED: "25P02" on PostgreSQL (also when txm refuses without a round
+ * trip), "" on engines without such a state (MySQL/MariaDB, SQLite).
  */
 typedef struct txm_error {
     int code;                   /* a TXM_E* code */

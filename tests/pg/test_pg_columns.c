@@ -251,6 +251,20 @@ Test(pg_columns, atomic_and_retry_return_the_error_with_its_column)
     r = last();
     expect(&r, TXM_EUNIQUE, "23505", "pgc_uq_code", "pgc_child", "code");
     txm_close(c);
+    /* A batch at depth 0: BEGIN, the statements and COMMIT in one flight; the failure leaves the
+     * transaction aborted, and the ROLLBACK's flight carries the lookup. */
+    c = check_open(pg_url(), NULL);
+    {
+        txm_batch_stmt b[2];
+        memset(b, 0, sizeof b);
+        b[0].sql = "INSERT INTO pgc_child VALUES (21, 'k', 1, 0)";
+        b[1].sql = "INSERT INTO pgc_child VALUES (22, 'a', 1, 0)";
+        RC(TXM_EUNIQUE, txm_batch(c, b, 2, NULL));
+        r = last();
+        expect(&r, TXM_EUNIQUE, "23505", "pgc_uq_code", "pgc_child", "code");
+        cr_assert(strstr(r.message, "statement 2") != NULL, "the batch's message is kept: %s", r.message);
+    }
+    txm_close(c);
 }
 
 Test(pg_columns, hostile_constraint_name_is_bound)
