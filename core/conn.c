@@ -206,9 +206,11 @@ static void fill_late(const txm_conn *c, txm_err_rec *r)
  * (the record may have been saved and restored around the run that learned them). */
 static void apply_late(txm_conn *c)
 {
-    txm_err_rec *r = txm__err_tls(), *cause = txm__err_tls_cause();
+    txm_err_rec *r, *cause;
     if (!c->nlate)
         return;
+    r = txm__err_tls();
+    cause = txm__err_tls_cause();
     fill_late(c, r);
     if (r->pub.cause == &cause->pub)
         fill_late(c, cause);
