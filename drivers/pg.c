@@ -162,23 +162,20 @@ typedef struct pg_colentry {
 } pg_colentry;
 
 /* The constraint (or, for a unique index that is not a constraint, the index) of that name on
- * that table, when it has exactly one key column that is a plain column. Parameters are text of
- * unknown type, compared as `name`. */
+ * that table, when it has exactly one key column that is a plain column: one row with the
+ * column's name, else none. The names are bound text; quote_ident/to_regclass resolve the table
+ * and index without a search_path and without an error when they are gone. Built to plan fast
+ * (a few index probes, no join tree to order): planning, not execution, is most of its cost. */
 static const char COL_SQL[] =
-    "SELECT a.attname::text FROM pg_catalog.pg_constraint k"
-    " JOIN pg_catalog.pg_class r ON r.oid = k.conrelid"
-    " JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace"
-    " JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]"
-    " WHERE n.nspname = $1 AND r.relname = $2 AND k.conname = $3 AND cardinality(k.conkey) = 1"
-    " UNION ALL "
-    "SELECT a.attname::text FROM pg_catalog.pg_index i"
-    " JOIN pg_catalog.pg_class x ON x.oid = i.indexrelid"
-    " JOIN pg_catalog.pg_class r ON r.oid = i.indrelid"
-    " JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace"
-    " JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
-    " WHERE n.nspname = $1 AND r.relname = $2 AND x.relname = $3 AND i.indnatts = 1"
-    " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k2 WHERE k2.conrelid = r.oid AND k2.conname = $3)"
-    " LIMIT 1";
+    "SELECT a.attname::text FROM (SELECT r.t, COALESCE("
+    "(SELECT c.conkey FROM pg_catalog.pg_constraint c WHERE c.conrelid = r.t AND c.conname::text = $3::text),"
+    " (SELECT CASE WHEN i.indnatts = 1 THEN ARRAY[i.indkey[0]] END FROM pg_catalog.pg_index i"
+    " WHERE i.indrelid = r.t AND i.indexrelid = pg_catalog.to_regclass("
+    "pg_catalog.quote_ident($1::text) || '.' || pg_catalog.quote_ident($3::text))::oid)) AS k"
+    " FROM (SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($1::text) || '.' ||"
+    " pg_catalog.quote_ident($2::text))::oid AS t) r OFFSET 0) s"
+    " JOIN pg_catalog.pg_attribute a ON a.attrelid = s.t AND a.attnum = s.k[1] AND a.attnum > 0"
+    " WHERE pg_catalog.cardinality(s.k) = 1";
 
 typedef enum pg_xid_state {
     XID_NONE = 0, /* no COMMIT sent yet */
