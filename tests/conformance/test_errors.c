@@ -1,6 +1,7 @@
-/* Error classification (DESIGN §3): every category the engine can produce, with the engine's own
- * codes and the names it gives (constraint on PostgreSQL and MySQL/MariaDB, table.column on SQLite).
- * Classification is by code, never by message text; messages must still name the problem. */
+/* Error classification (docs/design.md "Error table", docs/errors.md): every category the engine can
+ * produce, with the engine's own codes and the names it gives (constraint on PostgreSQL and MySQL/MariaDB,
+ * table.column on SQLite). Classification is by code, never by message text; messages must still name the
+ * problem. */
 #include <strings.h>
 
 #include "harness.h"
