@@ -21,6 +21,8 @@ ones that matter are compiled by the test suite), it checks:
           core/ or drivers/; a run-time name (inside a C string literal: a URL parameter, an SQL
           object; an environment variable of a script; a meson variable such as `txm_dep`) is
           accepted; anything else must be in KNOWN_NAMES below, with its reason;
+  helper  a backticked `bench_*` / `conf_*` name is an identifier of bench/ / tests/conformance/
+          (PROJECT_PREFIXES);
   section in the same files and in include/**/*.h comments, a reference `docs/x.md, "Section"`
           (or `x.md "Section"`) names an existing file and one of its headings (or its start);
   md      every x.md named in prose or in a header comment is in the repository (the docs stand
@@ -64,6 +66,10 @@ KNOWN_FILES = {
     "subprojects/txm.wrap": "a file of the reader's own meson project (using txm as a subproject)",
 }
 
+# Helpers of the test harnesses named in the docs: a backticked name with one of these prefixes
+# must be an identifier of that directory's sources.
+PROJECT_PREFIXES = {"bench_": "bench", "conf_": "tests/conformance"}
+
 # Build trees named in the docs. A path under one is an output of the build: build/DIR/NAME is
 # accepted when DIR is a source directory whose meson.build names NAME (an executable, a test).
 BUILD_DIRS = ("build", "build-san", "build-sanitize", "build-tsan", "build-fuzz")
@@ -96,6 +102,7 @@ class Repo:
                 dirs[:] = [x for x in dirs if x not in SKIP_DIRS and not self.is_build_tree(x)]
             self.basenames.update(files)
         self._anchors = {}
+        self._idents = {}
         self.load_symbols()
 
     def is_build_tree(self, name):
@@ -173,6 +180,15 @@ class Repo:
                 self.runtime.update(re.findall(r"[\"'](txm_\w+)", src))
                 if p.endswith(".build"):
                     self.runtime.update(re.findall(r"(?m)^\s*(txm_\w+)\s*=", src))
+
+    def idents(self, d):
+        if d not in self._idents:
+            words = set()
+            for p in glob.glob(os.path.join(self.root, d, "**", "*.[ch]"), recursive=True):
+                with open(p, encoding="utf-8", errors="replace") as f:
+                    words.update(re.findall(r"\b[A-Za-z_]\w*", f.read()))
+            self._idents[d] = words
+        return self._idents[d]
 
     def source_files(self):
         out = [os.path.join(self.root, "meson.build")]
@@ -334,6 +350,17 @@ class Checker:
                 if field and name in r.fields and field not in r.fields[name]:
                     self.fail(path, no, "`%s.%s`: struct %s has no member %s" % (name, field, name, field))
 
+    def check_project_names(self, path, no, line):
+        for span in code_spans(line):
+            for m in re.finditer(r"(?<![\w./-])((?:%s)\w*)" % "|".join(PROJECT_PREFIXES), span):
+                name = m.group(1)
+                prefix = next(p for p in PROJECT_PREFIXES if name.startswith(p))
+                idents = self.repo.idents(PROJECT_PREFIXES[prefix])
+                if name.endswith("_") and any(i.startswith(name) for i in idents):
+                    continue  # a family: `bench_group_<group>`
+                if name not in idents:
+                    self.fail(path, no, "`%s` is no identifier of %s/" % (name, PROJECT_PREFIXES[prefix]))
+
     # ---- (d) "docs/x.md, "Section"" references
     def check_sections(self, path, no, text):
         for m in re.finditer(r"(?:docs/)?([\w-]+\.md)[,:]?\s+(?:\(?section\s+)?[\"“]([^\"”]+)[\"”]", text):
@@ -377,6 +404,7 @@ class Checker:
             self.check_links(path, no, line)
             self.check_paths(path, no, line)
             self.check_symbols(path, no, line)
+            self.check_project_names(path, no, line)
             self.check_sections(path, no, line)
 
     def check_header(self, path):

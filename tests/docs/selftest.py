@@ -24,6 +24,7 @@ INJECT = [
     ("docs/errors.md", "Run `build/tools/no-such-tool`.", "tools/meson.build builds no 'no-such-tool'"),
     ("include/txm.h", "/* see docs/semantics.md, \"No such section\" */", "has no section \"No such section\""),
     ("docs/bench.md", "The targets of shared/DESIGN.md apply.", "shared/DESIGN.md is not in the repository"),
+    ("docs/conformance.md", "Use `conf_no_such_helper()`.", "`conf_no_such_helper` is no identifier of tests/conformance/"),
 ]
 
 
