@@ -20,6 +20,7 @@ INJECT = [
     ("docs/semantics.md", "See [a missing section](errors.md#no-such-heading).", "no heading with anchor #no-such-heading"),
     ("README.md", "Call `txm_no_such_function()` first.", "`txm_no_such_function` is not declared"),
     ("README.md", "Read `txm_stats().round_trips`.", "`txm_stats()` is written as a call"),
+    ("README.md", "Then `txm_stats` counts the round trips.", "`txm_stats` is a type, but here it counts"),
     ("docs/errors.md", "The table is in `core/no_such_file.c`.", "core/no_such_file.c does not exist"),
     ("docs/errors.md", "Run `build/tools/no-such-tool`.", "tools/meson.build builds no 'no-such-tool'"),
     ("include/txm.h", "/* see docs/semantics.md, \"No such section\" */", "has no section \"No such section\""),
