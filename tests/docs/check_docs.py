@@ -34,6 +34,7 @@ Every failure prints as FILE:LINE: what is wrong, and what to do about it; the e
 when anything failed. A new public name is found by itself once it is in a header; a name that
 is deliberately not a C symbol (a table, a savepoint, a test) goes into KNOWN_NAMES with a reason.
 """
+import fnmatch
 import glob
 import os
 import re
@@ -47,14 +48,8 @@ import sys
 # inside a string literal of a C source (URL parameters, SQL objects, savepoint names, getenv()
 # variables) or anywhere in a shell script or meson.build (environment variables).
 KNOWN_NAMES = {
-    # the symbol a loadable driver exports (driver-guide.md): a name the driver defines, not txm
     "txm_sp_": "savepoints are named txm_sp_<level> (txm_savepoint_name)",
-    "txm_driver_init": "entry point a third-party driver shared object exports",
-    "TXM_BUILDING": "compile definition set while building the library (meson.build)",
-    "TXM_HAVE_": "configuration macros generated in txm_config.h (meson.build)",
-    "txm_config": "generated build header txm_config.h (meson configure_file)",
     "TXM_MYSQL_ERROR_TABLE": "internal: the MySQL/MariaDB errno table in drivers/mysql_errparse.c",
-    "TXM_E": "\"TXM_E?\", the name txm_err_name gives a code outside the table (core/error.c)",
 }
 # Every KNOWN_NAMES entry must still occur in some source file (else it is reported as stale).
 
@@ -307,7 +302,7 @@ class Checker:
             if "/" not in c:
                 # a bare file name: next to the page, or anywhere in the repository
                 if os.path.exists(os.path.join(os.path.dirname(path), c)) or c in self.repo.basenames \
-                        or any(glob.fnmatch.fnmatch(b, c) for b in self.repo.basenames):
+                        or any(fnmatch.fnmatch(b, c) for b in self.repo.basenames):
                     continue
                 return "no file named %s in the repository" % c
             # from the repository root, the page's directory, or the include path (txm/driver.h)
