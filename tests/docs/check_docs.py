@@ -31,8 +31,9 @@ ones that matter are compiled by the test suite), it checks:
           alone: no page may lean on a design file kept elsewhere).
 
 Every failure prints as FILE:LINE: what is wrong, and what to do about it; the exit status is 1
-when anything failed. A new public name is found by itself once it is in a header; a name that
-is deliberately not a C symbol (a table, a savepoint, a test) goes into KNOWN_NAMES with a reason.
+when anything failed. A new public name is found by itself once it is in a header, a new URL
+parameter or environment variable once a source uses it; a right name that nothing finds goes into
+KNOWN_NAMES with its reason.
 """
 import fnmatch
 import glob
@@ -40,13 +41,12 @@ import os
 import re
 import sys
 
-# Names in backticks that look like txm symbols but are not C declarations. Each has a reason;
-# add one only for a name that is right as written.
-#
-# Found without a list (see Repo.load_symbols): names declared in the public headers; txm_* variables
-# of a meson.build (`txm_dep`, what a parent project uses); run-time names, i.e. txm_*/TXM_* words
-# inside a string literal of a C source (URL parameters, SQL objects, savepoint names, getenv()
-# variables) or anywhere in a shell script or meson.build (environment variables).
+# txm_*/TXM_* names are found without a list (Repo.load_symbols): declared in the public headers;
+# txm_* variables of a meson.build (`txm_dep`, what a parent project uses); run-time names, i.e.
+# words inside a string literal of a C source (URL parameters, SQL objects, getenv() variables) or
+# anywhere in a shell script or meson.build (environment variables).
+# KNOWN_NAMES: right names that none of that finds, each with its reason. Add one only for a name
+# that is right as written.
 KNOWN_NAMES = {
     "txm_sp_": "savepoints are named txm_sp_<level> (txm_savepoint_name)",
     "TXM_MYSQL_ERROR_TABLE": "internal: the MySQL/MariaDB errno table in drivers/mysql_errparse.c",
