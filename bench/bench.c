@@ -29,7 +29,7 @@ typedef struct group {
 static const group groups[] = {
     {"overhead", "txm vs raw client calls on the same SQL, per transaction shape", bench_group_overhead},
     {"deadlock", "deadlock-retry path: 2 threads, opposite-order updates in txm_retry", bench_group_deadlock},
-    /* {"ledger", "ledger throughput under N writers vs naive locking", bench_group_ledger}, -- with billing/ */
+    /* ledger throughput is measured by tests/billing (docs/billing.md "Measured"), not here */
 };
 
 void bench_strlcpy(char *dst, const char *src, size_t size)

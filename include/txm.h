@@ -433,10 +433,12 @@ TXM_EXTERN int txm_quote_ident(const txm_conn *c, char *buf, size_t size, const 
 TXM_EXTERN const char *txm_sql_row_lock(const txm_conn *c, unsigned mode);
 
 /* ---------------------------------------------------------------------------------------------
- * Advisory locks (TXM_CAP_ADVISORY_LOCKS). Keys are strings; see docs/semantics.md for how each
- * driver maps them. timeout_ms: <0 waits forever, 0 tries once, >0 waits that long
- * (TXM_ELOCK_TIMEOUT after). Transaction-scoped locks need an open transaction and are released
- * when it ends; session-scoped ones by txm_unlock or txm_close.
+ * Advisory locks (TXM_CAP_ADVISORY_LOCKS). Keys are strings; how each driver maps them:
+ * docs/driver-postgresql.md "Advisory locks" (a bigint or an int4 pair), docs/driver-mysql.md
+ * "Advisory locks" (GET_LOCK names; exclusive only); SQLite has none. timeout_ms: <0 waits
+ * forever, 0 tries once, >0 waits that long (TXM_ELOCK_TIMEOUT after). Transaction-scoped locks
+ * need an open transaction and are released when it ends; session-scoped ones by txm_unlock or
+ * txm_close.
  * ------------------------------------------------------------------------------------------- */
 #define TXM_LOCK_EXCLUSIVE 0x0u
 #define TXM_LOCK_SHARED 0x1u

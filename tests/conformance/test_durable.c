@@ -1,5 +1,6 @@
-/* Durable levels, transaction assertions, options valid only at the outermost level (DESIGN §4.6),
- * and the test baseline (txm_test_baseline), modelled on Django's durable=True and TestCase. */
+/* Durable levels, transaction assertions, options valid only at the outermost level (docs/semantics.md
+ * "Levels", "Test baseline"), and the test baseline (txm_test_baseline), modelled on Django's durable=True
+ * and TestCase. */
 #include "harness.h"
 
 Test(durable, outermost_ok, .init = conf_init_shared, .fini = conf_fini)

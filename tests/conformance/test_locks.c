@@ -1,6 +1,6 @@
-/* Advisory locks (DESIGN §4.8): exclusive/shared, session/transaction scope, timeouts. Two
- * connections contend for the same key; a driver without TXM_CAP_ADVISORY_LOCKS must say
- * TXM_ENOTSUPPORTED. */
+/* Advisory locks (docs/driver-postgresql.md, docs/driver-mysql.md "Advisory locks"): exclusive/shared,
+ * session/transaction scope, timeouts. Two connections contend for the same key; a driver without
+ * TXM_CAP_ADVISORY_LOCKS must say TXM_ENOTSUPPORTED. */
 #include "harness.h"
 
 static void need_locks(void)

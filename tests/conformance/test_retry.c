@@ -1,7 +1,7 @@
-/* txm_retry (DESIGN §4.7). Adapted from Sequel's retry_on/num_retries/before_retry specs and
- * cockroach-go crdb/tx_test.go (retry to success, retry budget, non-retryable errors).
- * Real transient errors: a lock wait that times out (every engine, second connection) and a real
- * deadlock between two threads (servers). Recipes per engine: docs/conformance.md. */
+/* txm_retry (docs/semantics.md "Retry"). Adapted from Sequel's retry_on/num_retries/before_retry specs and
+ * cockroach-go crdb/tx_test.go (retry to success, retry budget, non-retryable errors). Real transient
+ * errors: a lock wait that times out (every engine, second connection) and a real deadlock between two
+ * threads (servers). Recipes per engine: docs/conformance.md. */
 #include "harness.h"
 #include "internal.h" /* txm__backoff_us: the jitter sequence of a seed */
 
