@@ -438,7 +438,7 @@ TXM_EXTERN const char *txm_sql_row_lock(const txm_conn *c, unsigned mode);
  * "Advisory locks" (GET_LOCK names; exclusive only); SQLite has none. timeout_ms: <0 waits
  * forever, 0 tries once, >0 waits that long (TXM_ELOCK_TIMEOUT after). Transaction-scoped locks
  * need an open transaction and are released when it ends; session-scoped ones by txm_unlock or
- * txm_close.
+ * txm_close. txm_unlock of a session lock this connection does not hold: TXM_ENOTFOUND.
  * ------------------------------------------------------------------------------------------- */
 #define TXM_LOCK_EXCLUSIVE 0x0u
 #define TXM_LOCK_SHARED 0x1u

@@ -50,6 +50,21 @@ Test(locks, transaction_lock_released_when_transaction_ends, .init = conf_init_s
     txm_close(b);
 }
 
+/* The category is portable: a caller's bookkeeping bug reads the same on every engine. */
+Test(locks, unlock_of_a_lock_not_held_is_enotfound, .init = conf_init_shared, .fini = conf_fini, .timeout = 60)
+{
+    need_locks();
+    txm_conn *b = conf_open_other();
+    CONF_RC(TXM_ENOTFOUND, txm_unlock(conf.c, "txm-conf-never", TXM_LOCK_EXCLUSIVE)); /* nobody holds it */
+    CONF_OK(txm_lock(b, "txm-conf-theirs", TXM_LOCK_EXCLUSIVE, 0));
+    CONF_RC(TXM_ENOTFOUND, txm_unlock(conf.c, "txm-conf-theirs", TXM_LOCK_EXCLUSIVE)); /* another holds it */
+    CONF_OK(txm_lock(b, "txm-conf-theirs", TXM_LOCK_EXCLUSIVE, 0)); /* b still holds it (twice now) */
+    CONF_OK(txm_unlock(b, "txm-conf-theirs", TXM_LOCK_EXCLUSIVE));
+    CONF_OK(txm_unlock(b, "txm-conf-theirs", TXM_LOCK_EXCLUSIVE));
+    CONF_RC(TXM_ENOTFOUND, txm_unlock(b, "txm-conf-theirs", TXM_LOCK_EXCLUSIVE)); /* counted: the third is one too many */
+    txm_close(b);
+}
+
 Test(locks, transaction_lock_needs_transaction, .init = conf_init, .fini = conf_fini)
 {
     need_locks();
