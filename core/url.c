@@ -947,6 +947,7 @@ int txm__url_parse_core(txm_url **out, const char *s, int *autocommit_retries)
     char *buf;
     int rc;
 
+    *out = NULL;
     *autocommit_retries = -1;
     if ((rc = txm__url_parse(&u, s)) != 0)
         return rc;

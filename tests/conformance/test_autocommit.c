@@ -6,6 +6,7 @@
 #include "harness.h"
 #include "txm/fault.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 /* The test's own connection through the fault driver to conf.url (already fault+ when the suite
@@ -247,4 +248,128 @@ Test(autocommit_retry, url_param_never_reaches_the_driver, .init = conf_init_sha
     CONF_RC(TXM_EINVALID, txm_open(&c, conf_url_with(url, sizeof url, "txm_autocommit_retries=101"), NULL));
     cr_assert(conf_contains(txm_error_last()->message, "txm_autocommit_retries"));
     cr_assert(conf.c != NULL && conf_count(conf.c, "t_item") == 1);
+}
+
+/* ---- real deadlocks between single autocommit statements (servers) -------------------------- */
+
+/* One statement that locks row `first`, waits 20 ms, then changes row `second` (and, on
+ * MySQL/MariaDB, `first` too): two sessions running it with the rows swapped deadlock inside
+ * their single autocommit statements. */
+#define AC_ROUNDS 12
+
+typedef struct ac_worker {
+    int first, second;
+    unsigned retries_opt;
+    pthread_barrier_t *bar;
+    int ok, deadlocks, other_failures, other_code;
+    uint64_t autocommit_retries;
+    char other_msg[300];
+} ac_worker;
+
+static int ac_statement(txm_conn *c, int first, int second)
+{
+    if (conf_is("postgresql")) {
+        txm_value p[2] = {txm_int(second), txm_int(first)};
+        return txm_exec(c,
+                        "UPDATE t_counter SET n = n + 1 WHERE id = ? AND (SELECT count(*) FROM (SELECT id FROM "
+                        "t_counter WHERE id = ? FOR UPDATE) l, pg_sleep(0.02)) > 0",
+                        p, 2, NULL);
+    }
+    /* InnoDB locks each row as the scan reads it, in the ORDER BY's index order, and the WHERE
+     * clause (with its SLEEP) runs before the scan moves on to the next row. */
+    return txm_exec(c,
+                    first < second ? "UPDATE t_counter SET n = n + 1 WHERE id IN (1, 2) AND SLEEP(0.02) = 0 ORDER BY id"
+                                   : "UPDATE t_counter SET n = n + 1 WHERE id IN (1, 2) AND SLEEP(0.02) = 0 ORDER BY "
+                                     "id DESC",
+                    NULL, 0, NULL);
+}
+
+static void *ac_main(void *arg)
+{
+    ac_worker *w = arg;
+    txm_open_options o;
+    txm_conn *c = NULL;
+    int i, rc;
+    txm_stats st;
+    txm_open_options_init(&o, TXM_OPEN_OPTIONS_VERSION);
+    o.autocommit_retries = w->retries_opt;
+    rc = txm_open(&c, conf.url, &o);
+    for (i = 0; i < AC_ROUNDS; i++) {
+        pthread_barrier_wait(w->bar);
+        if (rc != 0)
+            continue;
+        int r = ac_statement(c, w->first, w->second);
+        if (r == TXM_EDEADLOCK || r == TXM_ESERIALIZATION)
+            w->deadlocks++;
+        else if (r != 0 && w->other_failures++ == 0) {
+            w->other_code = r;
+            snprintf(w->other_msg, sizeof w->other_msg, "%s", txm_error_last()->message);
+        }
+    }
+    if (rc == 0) {
+        txm_stats_get(c, &st);
+        w->autocommit_retries = st.autocommit_retries;
+        txm_close(c);
+        w->ok = 1;
+    }
+    return NULL;
+}
+
+/* Runs the two workers; returns the rows' total change. */
+static int64_t ac_run(unsigned retries_opt, ac_worker w[2])
+{
+    pthread_barrier_t bar;
+    pthread_t th[2];
+    int64_t before = conf_counter(conf.c, 1) + conf_counter(conf.c, 2);
+    int k;
+    pthread_barrier_init(&bar, NULL, 2);
+    memset(w, 0, 2 * sizeof *w);
+    for (k = 0; k < 2; k++) {
+        w[k].first = k == 0 ? 1 : 2;
+        w[k].second = k == 0 ? 2 : 1;
+        w[k].retries_opt = retries_opt;
+        w[k].bar = &bar;
+        pthread_create(&th[k], NULL, ac_main, &w[k]);
+    }
+    for (k = 0; k < 2; k++)
+        pthread_join(th[k], NULL);
+    pthread_barrier_destroy(&bar);
+    for (k = 0; k < 2; k++) {
+        cr_assert(w[k].ok, "worker %d could not open its connection", k);
+        cr_assert(w[k].other_failures == 0, "worker %d: unexpected %s: %s", k, txm_err_name(w[k].other_code),
+                  w[k].other_msg);
+    }
+    return conf_counter(conf.c, 1) + conf_counter(conf.c, 2) - before;
+}
+
+Test(autocommit_retry, real_deadlocks_between_autocommit_statements, .init = conf_init_shared, .fini = conf_fini,
+     .timeout = 120)
+{
+    ac_worker w[2];
+    int64_t per_ok = conf_is("postgresql") ? 1 : 2, changed;
+    int raw;
+    if (conf_is_embedded())
+        CONF_SKIP("SQLite has no deadlock or serialization failure outside a transaction (busy_timeout waits)");
+    if (!conf_is("postgresql") && !conf_is("mysql"))
+        CONF_SKIP("no deadlocking single statement known for the %s driver", conf.driver);
+
+    /* Off (the default): the deadlock victim's statement fails with the raw error. */
+    changed = ac_run(0, w);
+    raw = w[0].deadlocks + w[1].deadlocks;
+    fprintf(stderr, "[%s] retries off: %d of %d autocommit statements failed with a deadlock\n", conf.driver, raw,
+            2 * AC_ROUNDS);
+    cr_assert(raw > 0, "no deadlock in %d rounds: the workload no longer deadlocks", AC_ROUNDS);
+    cr_assert(w[0].autocommit_retries + w[1].autocommit_retries == 0);
+    cr_assert(changed == per_ok * (2 * AC_ROUNDS - raw), "a failed statement changed rows: %lld",
+              (long long)changed);
+
+    /* On: every statement succeeds, each exactly once. */
+    changed = ac_run(TXM_AUTOCOMMIT_RETRIES_MAX, w);
+    fprintf(stderr, "[%s] retries on: %llu autocommit retries, %d failures in %d statements\n", conf.driver,
+            (unsigned long long)(w[0].autocommit_retries + w[1].autocommit_retries), w[0].deadlocks + w[1].deadlocks,
+            2 * AC_ROUNDS);
+    cr_assert(w[0].deadlocks + w[1].deadlocks == 0, "a statement still failed");
+    cr_assert(w[0].autocommit_retries + w[1].autocommit_retries > 0, "no statement was retried");
+    cr_assert(changed == per_ok * 2 * AC_ROUNDS, "every statement must take effect exactly once: %lld",
+              (long long)changed);
 }
