@@ -43,6 +43,11 @@ Test(options, retry_policy)
     cr_expect(eq(ptr, p.payload, def.payload));
     cr_expect(eq(u64, p.seed, def.seed));
     cr_expect(ge(u32, p.max_attempts, 1u));
+    /* The documented defaults (include/txm.h, docs/semantics.md "Sizing the retry policy"). */
+    cr_expect(eq(u32, p.max_attempts, 30u));
+    cr_expect(eq(u32, p.base_delay_us, 2000u));
+    cr_expect(eq(u32, p.max_delay_us, 200000u));
+    cr_expect(eq(u32, p.deadline_ms, 0u));
 }
 
 Test(options, open_options)
