@@ -38,6 +38,7 @@ typedef struct ct_thread {
     uint64_t committed, gave_up, hist[CT_HIST + 1];
     double *lat_us; /* one per transaction */
     unsigned cause_deadlock, cause_serial, cause_other;
+    double t_start, t_end; /* bench_now() around the thread's transactions */
 } ct_thread;
 
 static int ct_body(txm_conn *c, void *payload)
@@ -79,6 +80,7 @@ static void *ct_main(void *arg)
     pthread_barrier_wait(t->bar);
     if (rc != 0)
         return NULL;
+    t->t_start = bench_now();
     for (i = 0; i < t->tx; i++) {
         double t0 = bench_now();
         t->attempts = 0;
@@ -94,6 +96,7 @@ static void *ct_main(void *arg)
                 break;
         }
     }
+    t->t_end = bench_now();
     t->ok = 1;
     txm_close(c);
     return NULL;
@@ -146,7 +149,7 @@ static void run_config(const bench_engine *e, const ct_policy *pol, unsigned wri
     ct_thread t[CT_MAX_WRITERS];
     unsigned per = (total + writers - 1) / writers, k, i;
     uint64_t committed = 0, gave_up = 0, hist[CT_HIST + 1] = {0}, deadlocks = 0, serial = 0, other = 0;
-    double *lat = calloc((size_t)per * writers, sizeof *lat), t0, wall;
+    double *lat = calloc((size_t)per * writers, sizeof *lat), first = 0, last = 0, wall;
     size_t nlat = 0;
     int64_t final_v = -1;
     char err[512] = "", hs[256], cas[96];
@@ -168,10 +171,8 @@ static void run_config(const bench_engine *e, const ct_policy *pol, unsigned wri
         pthread_create(&th[k], NULL, ct_main, &t[k]);
     }
     pthread_barrier_wait(&bar);
-    t0 = bench_now();
     for (k = 0; k < writers; k++)
         pthread_join(th[k], NULL);
-    wall = bench_now() - t0;
     pthread_barrier_destroy(&bar);
     for (k = 0; k < writers; k++) {
         if (!t[k].ok) {
@@ -179,6 +180,10 @@ static void run_config(const bench_engine *e, const ct_policy *pol, unsigned wri
             free(lat);
             return;
         }
+        if (k == 0 || t[k].t_start < first)
+            first = t[k].t_start;
+        if (t[k].t_end > last)
+            last = t[k].t_end;
         committed += t[k].committed;
         gave_up += t[k].gave_up;
         deadlocks += t[k].cause_deadlock;
@@ -191,6 +196,7 @@ static void run_config(const bench_engine *e, const ct_policy *pol, unsigned wri
         if (t[k].gave_up)
             bench_strlcpy(err, t[k].err, sizeof err);
     }
+    wall = last - first;
     {
         char cerr[512];
         if (reset_row(e, &final_v, cerr, sizeof cerr) != 0)
