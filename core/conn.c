@@ -191,9 +191,63 @@ static void close_now(txm_conn *c)
     txm__free(c);
 }
 
+void txm_driver_late_column(txm_driver_conn *dc, const char *schema, const char *table, const char *constraint,
+                            const char *column)
+{
+    txm_conn *c;
+    txm_late_column *l;
+    if (!dc || !schema || !table || !constraint || !column || !constraint[0] || !column[0])
+        return;
+    c = conn_of(dc);
+    if (c->nlate == TXM_LATE_MAX) {
+        memmove(c->late, c->late + 1, (TXM_LATE_MAX - 1) * sizeof c->late[0]); /* the oldest goes */
+        c->nlate--;
+    }
+    l = &c->late[c->nlate++];
+    /* Scrubbed as txm_driver_error scrubs the record's names, so that equal names compare equal. */
+    txm__scrub(c->url, l->schema, sizeof l->schema, schema, false);
+    txm__scrub(c->url, l->table, sizeof l->table, table, false);
+    txm__scrub(c->url, l->constraint, sizeof l->constraint, constraint, false);
+    txm__scrub(c->url, l->column, sizeof l->column, column, false);
+}
+
+/* Writes a late column into r if r is the constraint error it belongs to (and still lacks one). */
+static void fill_late(const txm_conn *c, txm_err_rec *r)
+{
+    size_t i;
+    if (!txm_err_is_constraint(r->pub.code) || r->column_name[0])
+        return;
+    for (i = 0; i < c->nlate; i++) {
+        const txm_late_column *l = &c->late[i];
+        if (strcmp(l->schema, r->schema_name) == 0 && strcmp(l->table, r->table_name) == 0 &&
+            strcmp(l->constraint, r->constraint_name) == 0) {
+            txm__strlcpy(r->column_name, l->column, sizeof r->column_name);
+            return;
+        }
+    }
+}
+
+/* At the end of every call: the thread's record and its cause get the columns learned during it
+ * (the record may have been saved and restored around the run that learned them). */
+static void apply_late(txm_conn *c)
+{
+    txm_err_rec *r, *cause;
+    if (!c->nlate)
+        return;
+    r = txm__err_tls();
+    cause = txm__err_tls_cause();
+    fill_late(c, r);
+    if (r->pub.cause == &cause->pub)
+        fill_late(c, cause);
+    if (c->busy == 0)
+        c->nlate = 0;
+}
+
 int txm__leave(txm_conn *c, int rc)
 {
-    if (--c->busy == 0 && c->closing)
+    --c->busy;
+    apply_late(c);
+    if (c->busy == 0 && c->closing)
         txm__keeping_error(c, close_now); /* the call's result and error stand */
     return rc;
 }
@@ -390,33 +444,65 @@ int txm_query(txm_rows **out, txm_conn *c, const char *sql, const txm_value *par
     return txm__leave(c, query_stmt("txm_query", out, c, sql, params, n));
 }
 
-int txm_query_i64(txm_conn *c, int64_t *out, const char *sql, const txm_value *params, size_t n)
+/* The first column of the first row. No row: TXM_ENOTFOUND. A NULL value: TXM_OK with *is_null
+ * set when is_null is given, else TXM_ENOTFOUND (txm_query_i64's contract). */
+static int query_i64(const char *who, txm_conn *c, int64_t *out, int *is_null, const char *sql,
+                     const txm_value *params, size_t n)
 {
     txm_rows *r = NULL;
     int rc;
+    if ((rc = txm__enter(c, who)) != 0)
+        return rc;
+    rc = query_stmt(who, &r, c, sql, params, n);
+    rc = txm__leave(c, rc);
+    if (rc)
+        return rc;
+    if (!txm_rows_next(r)) {
+        txm_rows_free(r);
+        return txm__err(TXM_ENOTFOUND, "%s: no row (the query returned none)", who);
+    }
+    if (txm_rows_columns(r) == 0) {
+        txm_rows_free(r);
+        return txm__err(is_null ? TXM_EINVALID : TXM_ENOTFOUND, "%s: the query returned a row without columns", who);
+    }
+    if (txm_rows_is_null(r, 0)) {
+        txm_rows_free(r);
+        if (is_null) {
+            *is_null = 1;
+            return 0;
+        }
+        return txm__err(TXM_ENOTFOUND,
+                        "%s: the value is NULL (the first column of the first row; there is a row: "
+                        "txm_query_i64_or_null tells a NULL from no row)",
+                        who);
+    }
+    *out = txm_rows_get_i64(r, 0);
+    txm_rows_free(r);
+    return 0;
+}
+
+int txm_query_i64(txm_conn *c, int64_t *out, const char *sql, const txm_value *params, size_t n)
+{
     if (out)
         *out = 0;
     if (!out)
         return txm__err(TXM_EINVALID, "txm_query_i64: out is NULL");
     if (!c)
         return txm__err(TXM_EINVALID, "txm_query_i64: connection is NULL");
-    if ((rc = txm__enter(c, "txm_query_i64")) != 0)
-        return rc;
-    rc = query_stmt("txm_query_i64", &r, c, sql, params, n);
-    rc = txm__leave(c, rc);
-    if (rc)
-        return rc;
-    if (!txm_rows_next(r)) {
-        txm_rows_free(r);
-        return txm__err(TXM_ENOTFOUND, "txm_query_i64: the query returned no row");
-    }
-    if (txm_rows_columns(r) == 0 || txm_rows_is_null(r, 0)) {
-        txm_rows_free(r);
-        return txm__err(TXM_ENOTFOUND, "txm_query_i64: the first column of the first row is NULL");
-    }
-    *out = txm_rows_get_i64(r, 0);
-    txm_rows_free(r);
-    return 0;
+    return query_i64("txm_query_i64", c, out, NULL, sql, params, n);
+}
+
+int txm_query_i64_or_null(txm_conn *c, int64_t *out, int *is_null, const char *sql, const txm_value *params, size_t n)
+{
+    if (out)
+        *out = 0;
+    if (is_null)
+        *is_null = 0;
+    if (!out || !is_null)
+        return txm__err(TXM_EINVALID, "txm_query_i64_or_null: %s is NULL", out ? "is_null" : "out");
+    if (!c)
+        return txm__err(TXM_EINVALID, "txm_query_i64_or_null: connection is NULL");
+    return query_i64("txm_query_i64_or_null", c, out, is_null, sql, params, n);
 }
 
 static int lock_check(txm_conn *c, const char *who, const char *key, unsigned flags, txm_op_kind kind)

@@ -105,6 +105,10 @@ TXM_INTERNAL void txm__registry_init_builtin(void); /* idempotent, thread-safe *
  * (inner NULL or itself a wrapper). Thread-safe. */
 TXM_INTERNAL const txm_driver *txm__fault_driver_for(const txm_driver *inner);
 
+/* drivers/pg.c: the constraint-column lookup query (docs/errors.md). Tests set another query
+ * (one that fails, or that ends its own session) before a connection opens; NULL = the real one. */
+extern TXM_INTERNAL const char *txm__pg_col_sql_for_tests;
+
 /* ---- rows.c ---- */
 struct txm_sink;
 TXM_INTERNAL txm_sink *txm__sink_new(void);
@@ -143,6 +147,15 @@ TXM_INTERNAL txm_hook *txm__hooks_pop(txm_hook_list *l);                       /
 TXM_INTERNAL void txm__hooks_prepend(txm_hook_list *dst, txm_hook_list *src); /* moves src in front of dst */
 
 /* ---- conn.c / tx.c ---- */
+/* A column a driver learned after reporting the error it belongs to (txm_driver_late_column). */
+#define TXM_LATE_MAX 4
+typedef struct txm_late_column {
+    char schema[TXM_ERR_NAME_MAX];
+    char table[TXM_ERR_NAME_MAX];
+    char constraint[TXM_ERR_NAME_MAX];
+    char column[TXM_ERR_NAME_MAX];
+} txm_late_column;
+
 struct txm_tx {
     txm_conn *conn;
     unsigned depth;        /* 1 = outermost (baseline counts) */
@@ -186,6 +199,11 @@ struct txm_conn {
     size_t hook_base;       /* depth when the active runner started; its hooks cannot end those levels */
     txm_hook_list hook_queue; /* hooks queued by the running hook; they run right after it */
     txm_err_rec hook_err;   /* the active runner's first failure (kept off the stack) */
+    /* Columns reported by txm_driver_late_column during the current outermost call: written into
+     * the thread's error record and its cause at every txm__leave, dropped when busy drops to 0
+     * (the core's save/restore copies of the record would undo an earlier write). */
+    txm_late_column late[TXM_LATE_MAX];
+    size_t nlate;
 };
 
 /* Every public call that takes a connection brackets its work with these (conn.c). enter fails
@@ -222,6 +240,9 @@ TXM_INTERNAL int txm__prepare_stmt(txm_conn *c, const char *who, const char *sql
 typedef int (*txm__attempt_fn)(txm_conn *c, void *payload);
 TXM_INTERNAL int txm__retry_loop(txm_conn *c, const txm_retry_policy *p, const char *who, txm__attempt_fn attempt,
                                  void *payload);
+/* Sets the SQLSTATE of the thread's error record, a TXM_ETX_ABORTED that txm made itself, to the
+ * engine's own state for it (25P02 with TXM_DIALECT_SQLSTATE_25P02), "" otherwise. */
+TXM_INTERNAL void txm__aborted_sqlstate(const txm_conn *c, txm_err_rec *r);
 /* Runs attempt(c, payload), one statement outside any transaction, and re-runs it while it fails
  * with TXM_EDEADLOCK or TXM_ESERIALIZATION, at most c->opts.autocommit_retries more times, with
  * the default policy's backoff; counts the re-runs in c->stats.autocommit_retries and logs them

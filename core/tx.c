@@ -39,6 +39,11 @@ static txm_tx *failed_ancestor(const txm_conn *c, size_t i)
 /* User-visible outermost level: index 0, or 1 under a test baseline. */
 static size_t user_base(const txm_conn *c) { return c->has_baseline ? 1u : 0u; }
 
+void txm__aborted_sqlstate(const txm_conn *c, txm_err_rec *r)
+{
+    txm__strlcpy(r->sqlstate, (c->drv->dialect & TXM_DIALECT_SQLSTATE_25P02) ? "25P02" : "", sizeof r->sqlstate);
+}
+
 static void mark_failed(txm_tx *t, const txm_error *err)
 {
     if (t->failed)
@@ -248,10 +253,12 @@ int txm__run_app_ops(txm_conn *c, txm_op *app, size_t napp, bool commit, size_t 
     commit = commit && c->depth == 1 && !c->has_baseline && !c->levels[0]->started;
     if (c->depth > 0 && (bad = failed_ancestor(c, c->depth - 1)) != NULL) {
         c->stats.refused += napp;
-        return txm__err_with_cause(TXM_ETX_ABORTED, &bad->fail_err.pub,
-                                   "statement refused: the transaction is aborted by an earlier error (%s: %s); roll "
-                                   "back to the level that failed",
-                                   txm_err_name(bad->fail_err.pub.code), bad->fail_err.message);
+        txm__err_with_cause(TXM_ETX_ABORTED, &bad->fail_err.pub,
+                            "statement refused: the transaction is aborted by an earlier error (%s: %s); roll "
+                            "back to the level that failed",
+                            txm_err_name(bad->fail_err.pub.code), bad->fail_err.message);
+        txm__aborted_sqlstate(c, txm__err_tls());
+        return TXM_ETX_ABORTED;
     }
     if (c->broken)
         return txm__err(TXM_ECONNECTION, "the connection was lost earlier; call txm_reconnect (after rolling back)");
@@ -570,6 +577,7 @@ static int rollback_top(txm_conn *c)
             txm_err_rec doom;
             txm__err_init(&doom);
             doom.pub.code = TXM_ETX_ABORTED;
+            txm__aborted_sqlstate(c, &doom);
             snprintf(doom.message, sizeof doom.message,
                      "a joined level (depth %d) rolled back, dooming the enclosing level", (int)(idx + 1 - user_base(c)));
             mark_failed(owner, &doom.pub);
@@ -702,10 +710,14 @@ static int commit_level(txm_tx *tx)
         txm_err_rec cause;
         txm__err_copy(&cause, &bad->fail_err.pub);
         rollback_top(c);
-        return txm__err_with_cause(TXM_ETX_ABORTED, &cause.pub,
-                                   "commit failed: the transaction was aborted by an earlier error (%s: %s) and has "
-                                   "been rolled back",
-                                   txm_err_name(cause.pub.code), cause.message);
+        /* The rollback may have learned the cause's column (txm_driver_late_column): txm__leave
+         * writes it into the cause record made here. */
+        txm__err_with_cause(TXM_ETX_ABORTED, &cause.pub,
+                            "commit failed: the transaction was aborted by an earlier error (%s: %s) and has "
+                            "been rolled back",
+                            txm_err_name(cause.pub.code), cause.message);
+        txm__aborted_sqlstate(c, txm__err_tls());
+        return TXM_ETX_ABORTED;
     }
 
     if (idx > 0) {

@@ -119,13 +119,63 @@ static const struct pg_state *pg_state_find(const char *st)
 typedef enum pg_role {
     Q_MAIN, /* the statement that is the op */
     Q_XID,  /* pg_current_xact_id_if_assigned() in front of COMMIT */
-    Q_AUX   /* lock_timeout save/set/restore around an advisory lock */
+    Q_AUX,  /* lock_timeout save/set/restore around an advisory lock */
+    Q_COLUMN /* catalog lookup of a constraint's column after the transaction's end (colpending[aux]) */
 } pg_role;
 
 typedef struct pg_query {
     size_t op;
     pg_role role;
+    unsigned aux; /* Q_COLUMN: index into colpending */
 } pg_query;
+
+/* ---- constraint columns ----------------------------------------------------------------------
+ * PostgreSQL names the constraint, table and schema of a violation (PG_DIAG_*), but the column
+ * only for NOT NULL. For a constraint on exactly one column the driver fills column_name from the
+ * catalog (COL_SQL, keyed by the error's schema, table and constraint names, all bound), never
+ * from the DETAIL text. The lookup must never run inside the failed transaction (every query in
+ * an aborted PostgreSQL transaction fails), nor change the outcome or the error reported:
+ *  - a cached answer is used at once, in or out of a transaction (no round trip);
+ *  - when the server is outside a transaction after the failure (autocommit), the lookup runs at
+ *    once: one extra round trip, only on a cache miss, only on this error path;
+ *  - inside a transaction the key waits (colpending) and the lookup travels in the flight of the
+ *    outermost ROLLBACK or COMMIT, after it (no extra round trip); the answer reaches the records
+ *    the application still holds through txm_driver_late_column.
+ * The cache is per connection, bounded (PG_COLCACHE entries, oldest replaced), remembers
+ * "no single column" answers too (multi-column constraints, expression indexes, a failed lookup),
+ * and is emptied on reconnect and whenever this connection runs DDL (a CREATE, ALTER or DROP
+ * command tag). DDL run by other sessions is not seen: an entry stays until one of those. */
+#define PG_COLCACHE 32
+#define PG_COLPENDING 4
+#define PG_NAME 64 /* NAMEDATALEN: identifiers are at most 63 bytes */
+
+typedef struct pg_colkey {
+    char schema[PG_NAME];
+    char table[PG_NAME];
+    char constraint[PG_NAME];
+} pg_colkey;
+
+typedef struct pg_colentry {
+    bool used;
+    pg_colkey key;
+    char column[PG_NAME]; /* "" = the constraint has no single column (or the lookup failed) */
+} pg_colentry;
+
+/* The constraint (or, for a unique index that is not a constraint, the index) of that name on
+ * that table, when it has exactly one key column that is a plain column: one row with the
+ * column's name, else none. The names are bound text; quote_ident/to_regclass resolve the table
+ * and index without a search_path and without an error when they are gone. Built to plan fast
+ * (a few index probes, no join tree to order): planning, not execution, is most of its cost. */
+static const char COL_SQL[] =
+    "SELECT a.attname::text FROM (SELECT r.t, COALESCE("
+    "(SELECT c.conkey FROM pg_catalog.pg_constraint c WHERE c.conrelid = r.t AND c.conname::text = $3::text),"
+    " (SELECT CASE WHEN i.indnatts = 1 THEN ARRAY[i.indkey[0]] END FROM pg_catalog.pg_index i"
+    " WHERE i.indrelid = r.t AND i.indexrelid = pg_catalog.to_regclass("
+    "pg_catalog.quote_ident($1::text) || '.' || pg_catalog.quote_ident($3::text))::oid)) AS k"
+    " FROM (SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($1::text) || '.' ||"
+    " pg_catalog.quote_ident($2::text))::oid AS t) r OFFSET 0) s"
+    " JOIN pg_catalog.pg_attribute a ON a.attrelid = s.t AND a.attnum = s.k[1] AND a.attnum > 0"
+    " WHERE pg_catalog.cardinality(s.k) = 1";
 
 typedef enum pg_xid_state {
     XID_NONE = 0, /* no COMMIT sent yet */
@@ -169,6 +219,15 @@ typedef struct pg_conn {
     bool tx_read_only; /* the current transaction began READ ONLY */
     bool track_outcome; /* URL txm_resolve_outcome=on (default): ask for the xid before COMMIT */
 
+    /* Constraint columns (see COL_SQL). */
+    pg_colentry colcache[PG_COLCACHE];
+    unsigned colnext;                    /* next entry to replace */
+    pg_colkey colpending[PG_COLPENDING]; /* looked up when the transaction ends */
+    size_t ncolpending;
+    pg_colkey colflight[PG_COLPENDING];  /* those queued in the current flight (Q_COLUMN aux) */
+    size_t ncolflight;
+    const char *col_sql;                 /* COL_SQL; tests replace it (txm__pg_col_sql_for_tests) */
+
     /* Commit outcome. */
     bool outcome_pending; /* the last COMMIT ended with TXM_ECOMMIT_UNKNOWN */
     pg_xid_state xid_state;
@@ -176,6 +235,8 @@ typedef struct pg_conn {
 } pg_conn;
 
 static pg_conn *pgc(txm_driver_conn *dc) { return (pg_conn *)(void *)dc; }
+
+const char *txm__pg_col_sql_for_tests = NULL;
 
 /* A failure, collected while the results of a batch are read and reported at the end. */
 typedef struct pg_fail {
@@ -218,6 +279,73 @@ static int fail_report(const pg_fail *f)
     d.detail = f->detail;
     d.flags = f->flags;
     return txm_driver_error(f->code, &d, "%s", f->message);
+}
+
+/* ---- constraint columns (see COL_SQL) ---- */
+
+static void scrub(const pg_conn *pc, char *dst, size_t size, const char *src);
+
+/* Whether f is a constraint violation the catalog can complete: the server named the constraint,
+ * its table and schema (names that fit an identifier), and no column. */
+static bool col_key_of(const pg_fail *f, pg_colkey *k)
+{
+    if (!f->from_server || f->fatal || !txm_err_is_constraint(f->code) || f->column_name[0] ||
+        !f->constraint_name[0] || !f->table_name[0] || !f->schema_name[0] ||
+        strlen(f->schema_name) >= PG_NAME || strlen(f->table_name) >= PG_NAME ||
+        strlen(f->constraint_name) >= PG_NAME)
+        return false;
+    memcpy(k->schema, f->schema_name, strlen(f->schema_name) + 1);
+    memcpy(k->table, f->table_name, strlen(f->table_name) + 1);
+    memcpy(k->constraint, f->constraint_name, strlen(f->constraint_name) + 1);
+    return true;
+}
+
+static bool col_key_eq(const pg_colkey *a, const pg_colkey *b)
+{
+    return strcmp(a->constraint, b->constraint) == 0 && strcmp(a->table, b->table) == 0 &&
+           strcmp(a->schema, b->schema) == 0;
+}
+
+static const pg_colentry *col_find(const pg_conn *pc, const pg_colkey *k)
+{
+    size_t i;
+    for (i = 0; i < PG_COLCACHE; i++)
+        if (pc->colcache[i].used && col_key_eq(&pc->colcache[i].key, k))
+            return &pc->colcache[i];
+    return NULL;
+}
+
+static void col_store(pg_conn *pc, const pg_colkey *k, const char *column)
+{
+    pg_colentry *e = (pg_colentry *)col_find(pc, k);
+    if (!e) {
+        e = &pc->colcache[pc->colnext];
+        pc->colnext = (pc->colnext + 1) % PG_COLCACHE;
+    }
+    e->used = true;
+    e->key = *k;
+    scrub(pc, e->column, sizeof e->column, column);
+}
+
+/* A lookup's answer: the column, or "" when the constraint has no single plain column. Returns
+ * false (nothing learned) for anything but a result or a server's refusal of the query (a lost
+ * connection, a pipeline aborted by an earlier failure). A refusal (no privilege on the catalog)
+ * is remembered as "": it would be refused again. */
+static bool col_answer(const PGresult *res, char *column, size_t size)
+{
+    const char *sev;
+    column[0] = '\0';
+    switch (PQresultStatus(res)) {
+    case PGRES_TUPLES_OK:
+        if (PQntuples(res) == 1 && PQnfields(res) == 1 && !PQgetisnull(res, 0, 0))
+            txm__strlcpy(column, PQgetvalue(res, 0, 0), size);
+        return true;
+    case PGRES_FATAL_ERROR:
+        sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+        return PQresultErrorField(res, PG_DIAG_SQLSTATE) && sev && strcmp(sev, "ERROR") == 0;
+    default:
+        return false;
+    }
 }
 
 /* Copies a libpq or server text into dst with every secret of the URL masked (core scrubber). */
@@ -443,6 +571,12 @@ static int pg_setup(pg_conn *pc)
     pc->tx_savepoints = 0;
     pc->subxact_warned = false;
     pc->tx_read_only = false;
+    /* A new session may see another database: forget every constraint column. */
+    memset(pc->colcache, 0, sizeof pc->colcache);
+    pc->colnext = 0;
+    pc->ncolpending = 0;
+    pc->ncolflight = 0;
+    pc->col_sql = txm__pg_col_sql_for_tests ? txm__pg_col_sql_for_tests : COL_SQL;
     return 0;
 }
 
@@ -924,6 +1058,7 @@ static int send_op(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, bool i
     char sql[160], name[32];
     switch (op->kind) {
     case TXM_OP_BEGIN:
+        pc->ncolpending = 0; /* keys of an earlier transaction that ended without their lookup */
         pc->tx_savepoints = 0;
         pc->subxact_warned = false;
         pc->tx_read_only = op->tx && (op->tx->flags & TXM_TX_READ_ONLY);
@@ -1152,10 +1287,16 @@ static bool first_bool(const PGresult *res)
     return PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0) && PQgetvalue(res, 0, 0)[0] == 't';
 }
 
+static void col_result(pg_conn *pc, unsigned aux, const PGresult *res);
+
 /* Handles one result of query q. Failures go to *f (the first one wins). */
 static void handle(pg_conn *pc, txm_op *ops, const pg_query *q, const PGresult *res, pg_fail *f)
 {
     txm_op *op = &ops[q->op];
+    if (q->role == Q_COLUMN) {
+        col_result(pc, q->aux, res); /* after the transaction's end: never a failure of the run */
+        return;
+    }
     switch (PQresultStatus(res)) {
     case PGRES_FATAL_ERROR:
         if (!f->set)
@@ -1182,6 +1323,7 @@ static void handle(pg_conn *pc, txm_op *ops, const pg_query *q, const PGresult *
         return; /* after a failure that did not abort the pipeline (see below) nothing counts */
     switch (q->role) {
     case Q_AUX:
+    case Q_COLUMN:
         return;
     case Q_XID:
         if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0)) {
@@ -1201,11 +1343,18 @@ static void handle(pg_conn *pc, txm_op *ops, const pg_query *q, const PGresult *
             local_fail(f, q->op, TXM_ETX_ABORTED,
                        "COMMIT failed: the transaction had been aborted by an earlier error, and the server rolled "
                        "it back (it answered ROLLBACK)");
+            txm__strlcpy(f->sqlstate, "25P02", sizeof f->sqlstate); /* in_failed_sql_transaction */
         }
         return;
     case TXM_OP_STATEMENT: {
         const char *t = PQcmdTuples((PGresult *)res);
+        const char *tag = PQcmdStatus((PGresult *)res);
         op->affected = t[0] ? parse_int(t) : -1;
+        if (strncmp(tag, "CREATE ", 7) == 0 || strncmp(tag, "ALTER ", 6) == 0 || strncmp(tag, "DROP ", 5) == 0) {
+            /* This session changed the schema: a cached constraint column may be stale. */
+            memset(pc->colcache, 0, sizeof pc->colcache);
+            pc->colnext = 0;
+        }
         if (op->sink) {
             int rc = sink_rows(pc, op->sink, res);
             if (rc) {
@@ -1268,6 +1417,113 @@ static bool ends_flight(const txm_op *ops, size_t i, size_t n)
     return false;
 }
 
+/* Runs the column lookup for k in a flight of its own; the server is outside any transaction.
+ * True with *column set when the server answered (see col_answer). If the connection is lost
+ * meanwhile, the failure being reported stands and the next run reports the loss. */
+static bool col_lookup_now(pg_conn *pc, const pg_colkey *k, char *column, size_t size, txm_run_result *out)
+{
+    const char *values[3];
+    bool got = false;
+    int nulls = 0;
+    values[0] = k->schema;
+    values[1] = k->table;
+    values[2] = k->constraint;
+    if (!PQsendQueryParams(pc->conn, pc->col_sql, 3, NULL, values, NULL, NULL, 0) || !PQpipelineSync(pc->conn))
+        return false;
+    out->round_trips++;
+    for (;;) {
+        PGresult *res = PQgetResult(pc->conn);
+        if (!res) {
+            /* One NULL ends the query's results; the sync follows. */
+            if (PQstatus(pc->conn) == CONNECTION_BAD || ++nulls > 1)
+                break;
+            continue;
+        }
+        nulls = 0;
+        if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            break;
+        }
+        if (!got)
+            got = col_answer(res, column, size);
+        PQclear(res);
+        if (PQstatus(pc->conn) == CONNECTION_BAD)
+            break;
+    }
+    return got;
+}
+
+/* The failure f of a run: fills its column from the cache, or looks it up now (the server is
+ * outside a transaction), or leaves the key for the flight that ends the transaction. Never
+ * changes anything else of f. */
+static void col_fill(pg_conn *pc, pg_fail *f, txm_run_result *out)
+{
+    pg_colkey k;
+    const pg_colentry *e;
+    char column[PG_NAME];
+    size_t i;
+    if (!col_key_of(f, &k) || !pc->conn || PQstatus(pc->conn) != CONNECTION_OK)
+        return;
+    if ((e = col_find(pc, &k)) == NULL && PQtransactionStatus(pc->conn) == PQTRANS_IDLE &&
+        col_lookup_now(pc, &k, column, sizeof column, out)) {
+        col_store(pc, &k, column);
+        e = col_find(pc, &k);
+    }
+    if (e) {
+        txm__strlcpy(f->column_name, e->column, sizeof f->column_name);
+        return;
+    }
+    if (PQtransactionStatus(pc->conn) == PQTRANS_IDLE)
+        return; /* the lookup failed: nothing to wait for */
+    for (i = 0; i < pc->ncolpending; i++)
+        if (col_key_eq(&pc->colpending[i], &k))
+            return;
+    if (pc->ncolpending < PG_COLPENDING)
+        pc->colpending[pc->ncolpending++] = k;
+}
+
+/* After the outermost COMMIT or ROLLBACK, the last op of its run: the pending lookups join its
+ * flight (they run once the transaction is over: no extra round trip). Only as many as the query
+ * buffer holds already: the transaction's end never allocates for them (txm_rollback must work
+ * without memory). A query that cannot be sent is left out: the flight's sync reports the lost
+ * connection. */
+static void col_queue_pending(pg_conn *pc, size_t *nq, size_t op)
+{
+    size_t i;
+    pc->ncolflight = 0;
+    for (i = 0; i < pc->ncolpending && *nq < pc->qcap; i++) {
+        const pg_colkey *k = &pc->colpending[i];
+        const char *values[3];
+        values[0] = k->schema;
+        values[1] = k->table;
+        values[2] = k->constraint;
+        if (!PQsendQueryParams(pc->conn, pc->col_sql, 3, NULL, values, NULL, NULL, 0))
+            break;
+        pc->colflight[pc->ncolflight] = *k;
+        pc->q[*nq].op = op;
+        pc->q[*nq].role = Q_COLUMN;
+        pc->q[*nq].aux = (unsigned)pc->ncolflight++;
+        (*nq)++;
+    }
+    pc->ncolpending = 0;
+}
+
+/* The answer to a lookup that travelled after the transaction's end: cached, and handed to the
+ * core for the error records the application still holds. Whatever it is, it fails nothing. */
+static void col_result(pg_conn *pc, unsigned aux, const PGresult *res)
+{
+    char column[PG_NAME];
+    const pg_colkey *k;
+    const pg_colentry *e;
+    if (aux >= pc->ncolflight || !col_answer(res, column, sizeof column))
+        return;
+    k = &pc->colflight[aux];
+    col_store(pc, k, column);
+    e = col_find(pc, k);
+    if (e && e->column[0])
+        txm_driver_late_column(&pc->base, k->schema, k->table, k->constraint, e->column);
+}
+
 static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *out)
 {
     pg_conn *pc = pgc(dc);
@@ -1304,6 +1560,8 @@ static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *ou
                 commit_op = i;
             if (send_op(pc, &nq, i, &ops[i], in_failed, &lf))
                 break;
+            if (i == n - 1 && pc->ncolpending && (ops[i].kind == TXM_OP_COMMIT || ops[i].kind == TXM_OP_ROLLBACK))
+                col_queue_pending(pc, &nq, i);
             if (ends_flight(ops, i, n)) {
                 i++;
                 break;
@@ -1366,9 +1624,11 @@ static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *ou
      * the sync) did not fail the batch: every op was answered. */
     if (have)
         qi++;
+    /* Column lookups travel last, after the transaction's end: one left unanswered is no
+     * failure of an op. */
     if (f.set)
         fop = f.op;
-    else if (lost && qi < nq)
+    else if (lost && qi < nq && pc->q[qi].role != Q_COLUMN)
         fop = pc->q[qi].op;
     else if (lf.set)
         fop = lf.op;
@@ -1395,7 +1655,7 @@ static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *ou
         /* The COMMIT's fate is unknown if it was sent and the server did not prove that it died
          * before executing it (see commit_not_run). */
         bool commit_sent = commit_op != SIZE_MAX && nq > 0 &&
-                           (pc->q[nq - 1].op > commit_op || (pc->q[nq - 1].op == commit_op && pc->q[nq - 1].role == Q_MAIN));
+                           (pc->q[nq - 1].op > commit_op || (pc->q[nq - 1].op == commit_op && pc->q[nq - 1].role != Q_XID));
         bool commit_unknown = commit_sent && !commit_not_run(&f, commit_op);
         if (f.message[0]) {
             memcpy(why, f.message, sizeof why);
@@ -1421,6 +1681,8 @@ static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *ou
     }
     if (f.code == TXM_ECOMMIT_UNKNOWN)
         pc->outcome_pending = true;
+    if (!lost)
+        col_fill(pc, &f, out);
     out->completed = fop;
     return fail_report(&f);
 }
@@ -1513,7 +1775,7 @@ TXM_INTERNAL const txm_driver txm__driver_pg = {
     .caps = TXM_CAP_PIPELINE | TXM_CAP_ADVISORY_LOCKS | TXM_CAP_SHARED_LOCKS | TXM_CAP_ISOLATION |
             TXM_CAP_READ_ONLY_TX | TXM_CAP_CANCEL | TXM_CAP_RECONNECT | TXM_CAP_RESOLVE_OUTCOME,
     .placeholders = TXM_PH_DOLLAR,
-    .dialect = TXM_DIALECT_DOLLAR_QUOTES | TXM_DIALECT_ROW_LOCKS,
+    .dialect = TXM_DIALECT_DOLLAR_QUOTES | TXM_DIALECT_ROW_LOCKS | TXM_DIALECT_SQLSTATE_25P02,
     .conn_size = sizeof(pg_conn),
     .open = pg_open,
     .close = pg_close,

@@ -153,6 +153,10 @@ static void parse_table_column(const char *msg, char *table, size_t tsize, char 
     if (!dot)
         return;
     copy_span(table, tsize, p, (size_t)(dot - p));
+    /* The column only when the key has exactly one, as on the other engines: the first of
+     * "t.a, t.b" would read as if `a` alone were duplicated. */
+    if (*end == ',')
+        return;
     copy_span(column, csize, dot + 1, (size_t)(end - dot - 1));
 }
 

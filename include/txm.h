@@ -83,7 +83,14 @@ typedef enum txm_errno {
  * `cause` is set on TXM_ETX_ABORTED (the error that aborted the transaction) and on TXM_EHOOK
  * (the first failing hook's error), else NULL.
  * Fields come from the engine's own error fields, never from parsing localized text, except for
- * MySQL/MariaDB constraint names (see docs/errors.md), which are left "" when unparseable.
+ * MySQL/MariaDB names (see docs/errors.md), which are left "" when unparseable. docs/errors.md,
+ * "Error fields per engine", says which field each engine fills, and when.
+ * column_name: the column a NOT NULL violation, or a UNIQUE / FOREIGN KEY / CHECK constraint on
+ * exactly one column, is about ("" for several columns). On PostgreSQL the latter comes from the
+ * catalog: at once outside a transaction; inside one it may be "" in the failing statement's
+ * record and is filled in the thread's record (and cause) when the transaction ends.
+ * sqlstate of TXM_ETX_ABORTED: "25P02" on PostgreSQL (also when txm refuses without a round
+ * trip), "" on engines without such a state (MySQL/MariaDB, SQLite).
  */
 typedef struct txm_error {
     int code;                   /* a TXM_E* code */
@@ -238,9 +245,18 @@ TXM_EXTERN int txm_exec(txm_conn *c, const char *sql, const txm_value *params, s
 /* Runs a query and buffers its result. Free with txm_rows_free. */
 TXM_EXTERN int txm_query(txm_rows **out, txm_conn *c, const char *sql, const txm_value *params, size_t n);
 
-/* Runs a query and stores its first row's first column. TXM_ENOTFOUND if there is no row or the
- * value is NULL. */
+/* Runs a query and stores its first row's first column (text holding an integer is converted,
+ * other values read as 0: see txm_rows_get_i64). TXM_ENOTFOUND if there is no row ("no row" in
+ * the message) or the value is NULL ("the value is NULL"); use txm_query_i64_or_null where the two
+ * must be told apart. *out is 0 on failure. */
 TXM_EXTERN int txm_query_i64(txm_conn *c, int64_t *out, const char *sql, const txm_value *params, size_t n);
+
+/* As txm_query_i64, but a NULL value is a success: returns 0 with *is_null = 1 and *out = 0 for a
+ * NULL, 0 with *is_null = 0 and the value for a non-NULL, and TXM_ENOTFOUND only when there is no
+ * row (*is_null = 0). A row without columns is TXM_EINVALID. out and is_null must not be NULL
+ * (TXM_EINVALID). Other errors as txm_query. */
+TXM_EXTERN int txm_query_i64_or_null(txm_conn *c, int64_t *out, int *is_null, const char *sql, const txm_value *params,
+                                     size_t n);
 
 /* Advances to the next row: returns 1 if there is one, 0 at the end (also on NULL). Before the
  * first call there is no current row. */

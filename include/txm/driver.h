@@ -111,6 +111,11 @@ typedef enum txm_placeholder_style {
 #define TXM_DIALECT_IDENT_BACKTICK 0x20u /* identifiers are quoted `like this` (MySQL) */
 #define TXM_DIALECT_ROW_LOCKS 0x40u      /* SELECT ... FOR UPDATE / FOR SHARE (PostgreSQL, MySQL) */
 #define TXM_DIALECT_SHARE_MODE 0x80u     /* shared row locks are spelled LOCK IN SHARE MODE (MariaDB) */
+/* An error fact rather than syntax: the engine reports statements refused in an aborted
+ * transaction as SQLSTATE 25P02 (PostgreSQL), so the TXM_ETX_ABORTED records txm makes itself
+ * (a statement refused without a round trip, the commit of a failed level) carry it too. Without
+ * it they carry "" (docs/errors.md). */
+#define TXM_DIALECT_SQLSTATE_25P02 0x100u
 
 struct txm_driver {
     unsigned version;             /* TXM_DRIVER_VERSION this driver was written against */
@@ -176,6 +181,16 @@ typedef struct txm_error_detail {
 /* Sets the thread's error. During a driver callback the message, detail and names are scrubbed of
  * every spelling of every secret of the connection's URL (docs/errors.md). */
 TXM_EXTERN int txm_driver_error(int code, const txm_error_detail *d, const char *fmt, ...) TXM_PRINTF(3, 4);
+
+/* Reports a column learned after the error it belongs to was reported: the PostgreSQL driver
+ * looks up the column of a single-column constraint once the failed transaction has ended, in the
+ * flight of its ROLLBACK or COMMIT (docs/errors.md). When the current txm call on the connection
+ * returns, the core writes `column` into the calling thread's error record and into its cause,
+ * each only where it is a constraint error (txm_err_is_constraint) whose schema, table and
+ * constraint names equal these and whose column_name is empty; nothing else of the record
+ * changes. Names are scrubbed like every driver field. NULL or empty arguments are ignored. */
+TXM_EXTERN void txm_driver_late_column(txm_driver_conn *dc, const char *schema, const char *table,
+                                       const char *constraint, const char *column);
 
 /* Result sink: a driver running a STATEMENT with a sink calls txm_sink_columns once, then
  * txm_sink_row per row. Values are copied. Both return 0 or TXM_ENOMEM. */

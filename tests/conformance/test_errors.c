@@ -257,3 +257,89 @@ Test(errors, last_error_is_per_thread_and_kept, .init = conf_init, .fini = conf_
     txm_error_clear();
     cr_assert(txm_error_last()->code == TXM_OK);
 }
+
+/* column_name of a constraint violation, per engine (docs/errors.md, "Error fields per engine"):
+ * the column a single-column UNIQUE, FOREIGN KEY or CHECK constraint is about, where the engine
+ * lets txm know it. PostgreSQL: from the catalog, at once outside a transaction; inside one the
+ * failing statement's record may lack it (first violation of that constraint on the connection)
+ * and the error the transaction's end returns (txm_commit's cause) has it. SQLite and
+ * MySQL/MariaDB: from the message, at once or never. */
+static const char *want_column(const char *what)
+{
+    if (conf_is("postgresql"))
+        return strcmp(what, "unique") == 0 ? "code" : strcmp(what, "fk") == 0 ? "parent_id" : "qty";
+    if (conf_is("sqlite"))
+        return strcmp(what, "unique") == 0 ? "code" : ""; /* FK and CHECK messages name no column */
+    if (conf_is("mysql"))
+        return strcmp(what, "fk") == 0 ? "parent_id" : ""; /* 1062 and 4025/3819 name no column */
+    return NULL;                                           /* another driver: "" or the right one */
+}
+
+static void assert_column(const char *what, const char *got)
+{
+    const char *want = want_column(what);
+    if (want)
+        cr_assert_str_eq(got, want, "%s: column_name '%s', expected '%s' on %s", what, got, want, conf.driver);
+    else if (got[0])
+        cr_assert_str_eq(got, strcmp(what, "unique") == 0 ? "code" : strcmp(what, "fk") == 0 ? "parent_id" : "qty");
+}
+
+static const struct {
+    const char *what, *sql;
+    int code;
+} violations[] = {
+    {"unique", "INSERT INTO t_uniq (id, code) VALUES (2, 'a')", TXM_EUNIQUE},
+    {"fk", "INSERT INTO t_child (id, parent_id) VALUES (1, 999)", TXM_EFOREIGN_KEY},
+    {"check", "INSERT INTO t_check (id, qty) VALUES (1, -1)", TXM_ECHECK},
+};
+
+Test(errors, constraint_column_in_a_transaction_and_at_depth_0, .init = conf_init_all, .fini = conf_fini)
+{
+    size_t i;
+    CONF_OK(conf_uniq(conf.c, 1, "a"));
+    /* First in transactions (a fresh connection: nothing cached yet). */
+    for (i = 0; i < sizeof violations / sizeof violations[0]; i++) {
+        txm_tx *t = conf_begin(conf.c);
+        CONF_RC(violations[i].code, txm_exec(conf.c, violations[i].sql, NULL, 0, NULL));
+        conf_err at_once = conf_last_err();
+        if (conf_is("postgresql"))
+            cr_assert_str_eq(at_once.column_name, "", "PostgreSQL: no query can run in the aborted transaction");
+        else if (want_column(violations[i].what))
+            cr_assert_str_eq(at_once.column_name, want_column(violations[i].what));
+        CONF_RC(TXM_ETX_ABORTED, txm_commit(t));
+        conf_err e = conf_last_err();
+        cr_assert(e.has_cause && e.cause_code == violations[i].code, "the cause is the violation");
+        assert_column(violations[i].what, e.cause_column);
+        cr_assert_str_eq(e.cause_constraint, at_once.constraint_name, "the cause keeps its constraint name");
+        cr_assert_str_eq(e.cause_message, at_once.message, "the cause keeps its message");
+    }
+    /* Then at depth 0. */
+    for (i = 0; i < sizeof violations / sizeof violations[0]; i++) {
+        CONF_RC(violations[i].code, txm_exec(conf.c, violations[i].sql, NULL, 0, NULL));
+        conf_err e = conf_last_err();
+        fprintf(stderr, "[%s] %s at depth 0: constraint=%s table=%s column=%s\n", conf.driver, violations[i].what,
+                e.constraint_name, e.table_name, e.column_name);
+        assert_column(violations[i].what, e.column_name);
+    }
+}
+
+/* TXM_ETX_ABORTED records carry the engine's own SQLSTATE for an aborted transaction: 25P02 on
+ * PostgreSQL, whether txm refuses locally or the server says so; "" on engines that have none
+ * (MySQL/MariaDB keep a transaction usable after a failed statement: the refusal is txm's;
+ * SQLite has no SQLSTATEs). */
+Test(errors, aborted_transaction_sqlstate, .init = conf_init, .fini = conf_fini)
+{
+    const char *want = conf_is("postgresql") ? "25P02" : "";
+    txm_tx *t;
+    CONF_OK(conf_uniq(conf.c, 1, "a"));
+    t = conf_begin(conf.c);
+    CONF_RC(TXM_EUNIQUE, conf_uniq(conf.c, 2, "a"));
+    conf_err e = EXPECT_ERR(TXM_ETX_ABORTED, txm_exec(conf.c, "SELECT 1", NULL, 0, NULL));
+    if (conf_is("postgresql") || conf_is("sqlite") || conf_is("mysql"))
+        cr_assert_str_eq(e.sqlstate, want, "refused statement: sqlstate '%s'", e.sqlstate);
+    cr_assert(e.has_cause && e.cause_code == TXM_EUNIQUE);
+    CONF_RC(TXM_ETX_ABORTED, txm_commit(t));
+    e = conf_last_err();
+    if (conf_is("postgresql") || conf_is("sqlite") || conf_is("mysql"))
+        cr_assert_str_eq(e.sqlstate, want, "commit of the failed level: sqlstate '%s'", e.sqlstate);
+}

@@ -248,3 +248,42 @@ Test(values, text_of_numbers, .init = conf_init, .fini = conf_fini)
     cr_assert_str_eq(s, "-42", "an integer reads as its decimal text");
     txm_rows_free(rows);
 }
+
+/* txm_query_i64 keeps TXM_ENOTFOUND for both "no row" and a NULL value (callers that test for
+ * that code keep working) and says which in the message; txm_query_i64_or_null tells them apart:
+ * a NULL is a success with *is_null = 1, only a missing row is TXM_ENOTFOUND. Neither poisons the
+ * transaction: the statement itself succeeded. */
+Test(values, query_i64_null_and_no_row_are_told_apart, .init = conf_init_all, .fini = conf_fini)
+{
+    int64_t v = 5;
+    int is_null = 7;
+    insert_val(1, txm_null(), txm_null(), txm_text(NULL), txm_null());
+    insert_val(2, txm_int(42), txm_null(), txm_text(NULL), txm_null());
+
+    CONF_RC(TXM_ENOTFOUND, txm_query_i64(conf.c, &v, "SELECT i FROM t_vals WHERE id = 1", NULL, 0));
+    cr_assert(conf_contains(txm_error_last()->message, "value is NULL"), "%s", txm_error_last()->message);
+    cr_assert(v == 0);
+    CONF_RC(TXM_ENOTFOUND, txm_query_i64(conf.c, &v, "SELECT i FROM t_vals WHERE id = 3", NULL, 0));
+    cr_assert(conf_contains(txm_error_last()->message, "no row"), "%s", txm_error_last()->message);
+    cr_assert(!conf_contains(txm_error_last()->message, "NULL"), "%s", txm_error_last()->message);
+
+    txm_tx *t = conf_begin(conf.c);
+    v = 5;
+    CONF_OK(txm_query_i64_or_null(conf.c, &v, &is_null, "SELECT i FROM t_vals WHERE id = 1", NULL, 0));
+    cr_assert(is_null == 1 && v == 0, "NULL: is_null=%d v=%lld", is_null, (long long)v);
+    txm_value p = txm_int(2);
+    CONF_OK(txm_query_i64_or_null(conf.c, &v, &is_null, "SELECT i FROM t_vals WHERE id = ?", &p, 1));
+    cr_assert(is_null == 0 && v == 42, "value: is_null=%d v=%lld", is_null, (long long)v);
+    is_null = 7;
+    CONF_RC(TXM_ENOTFOUND, txm_query_i64_or_null(conf.c, &v, &is_null, "SELECT i FROM t_vals WHERE id = 3", NULL, 0));
+    cr_assert(is_null == 0 && v == 0, "no row: is_null=%d v=%lld", is_null, (long long)v);
+    cr_assert(conf_contains(txm_error_last()->message, "txm_query_i64_or_null"), "%s", txm_error_last()->message);
+    cr_assert(conf_contains(txm_error_last()->message, "no row"), "%s", txm_error_last()->message);
+    CONF_OK(txm_query_i64_or_null(conf.c, &v, &is_null, "SELECT MAX(i) FROM t_vals WHERE id = 3", NULL, 0));
+    cr_assert(is_null == 1, "an aggregate over no row is a row holding NULL");
+    /* The transaction is intact. */
+    CONF_OK(txm_exec(conf.c, "UPDATE t_vals SET i = 7 WHERE id = 1", NULL, 0, NULL));
+    CONF_OK(txm_commit(t));
+    CONF_OK(txm_query_i64_or_null(conf.c, &v, &is_null, "SELECT i FROM t_vals WHERE id = 1", NULL, 0));
+    cr_assert(is_null == 0 && v == 7);
+}

@@ -134,6 +134,11 @@ ROW(exec_control_sql) { RET(txm_exec(C, "  /* x */ COMMIT", NULL, 0, NULL)); }
 ROW(query_out_null) { RET(txm_query(NULL, C, "SELECT 1", NULL, 0)); }
 ROW(query_i64_out_null) { RET(txm_query_i64(C, NULL, "SELECT 1", NULL, 0)); }
 ROW(query_i64_no_row) { int64_t v; RET(txm_query_i64(C, &v, "SELECT 1 WHERE 0", NULL, 0)); }
+ROW(query_i64_null_value) { int64_t v; RET(txm_query_i64(C, &v, "SELECT NULL", NULL, 0)); }
+ROW(query_i64_or_null_out_null) { int n; RET(txm_query_i64_or_null(C, NULL, &n, "SELECT 1", NULL, 0)); }
+ROW(query_i64_or_null_is_null_null) { int64_t v = 5; int rc = txm_query_i64_or_null(C, &v, NULL, "SELECT 1", NULL, 0); cr_assert(v == 0); RET(rc); }
+ROW(query_i64_or_null_conn_null) { int64_t v; int n = 3; int rc = txm_query_i64_or_null(NULL, &v, &n, "SELECT 1", NULL, 0); cr_assert(n == 0); RET(rc); }
+ROW(query_i64_or_null_no_row) { int64_t v; int n; RET(txm_query_i64_or_null(C, &v, &n, "SELECT 1 WHERE 0", NULL, 0)); }
 ROW(rows_null)
 {
     size_t len = 7;
@@ -367,6 +372,7 @@ ROW(sink_row_cells_null)
 ROW(sink_columns_twice) { txm_sink *s = txm__sink_new(); OK(txm_sink_columns(s, 0, NULL)); int rc = txm_sink_columns(s, 0, NULL); snprintf(got_msg, sizeof got_msg, "%s", txm_error_last()->message); txm__sink_free(s); return rc; }
 ROW(driver_log_null) { txm_driver_log(NULL, TXM_LOG_ERROR, "x"); RET(0); }
 ROW(savepoint_name_null) { cr_assert_str_eq(txm_savepoint_name(NULL, 24, 3), ""); char b[4]; cr_assert_str_eq(txm_savepoint_name(b, sizeof b, 3), "txm"); RET(0); }
+ROW(late_column_null) { txm_driver_late_column(NULL, "s", "t", "c", "col"); txm_driver_late_column(C->dc, NULL, "t", "c", "col"); txm_driver_late_column(C->dc, "s", "t", "", "col"); txm_driver_late_column(C->dc, "s", "t", "c", NULL); cr_assert(C->nlate == 0); RET(0); }
 ROW(url_param_get_null) { cr_assert(txm_url_param_get(NULL, "k") == NULL); RET(0); }
 ROW(driver_error_null) { int rc = txm_driver_error(TXM_ESYNTAX, NULL, NULL); cr_assert_str_eq(txm_error_last()->message, txm_strerror(TXM_ESYNTAX)); RET(rc == TXM_ESYNTAX ? 0 : -1); }
 
@@ -400,6 +406,11 @@ static misuse catalogue[] = {
     {"txm_query", "out is NULL", query_out_null, TXM_EINVALID, "txm_query", "out is NULL"},
     {"txm_query_i64", "out is NULL", query_i64_out_null, TXM_EINVALID, "txm_query_i64", "out is NULL"},
     {"txm_query_i64", "the query returns no row", query_i64_no_row, TXM_ENOTFOUND, "txm_query_i64", "no row"},
+    {"txm_query_i64", "the value is NULL", query_i64_null_value, TXM_ENOTFOUND, "txm_query_i64", "value is NULL"},
+    {"txm_query_i64_or_null", "out is NULL", query_i64_or_null_out_null, TXM_EINVALID, "txm_query_i64_or_null", "out is NULL"},
+    {"txm_query_i64_or_null", "is_null is NULL", query_i64_or_null_is_null_null, TXM_EINVALID, "txm_query_i64_or_null", "is_null is NULL"},
+    {"txm_query_i64_or_null", "connection is NULL", query_i64_or_null_conn_null, TXM_EINVALID, "txm_query_i64_or_null", "connection is NULL"},
+    {"txm_query_i64_or_null", "the query returns no row", query_i64_or_null_no_row, TXM_ENOTFOUND, "txm_query_i64_or_null", "no row"},
     {"txm_rows_*", "NULL result", rows_null, 0, NULL, NULL},
     {"txm_rows_*", "no current row, column out of range, NULL name", rows_out_of_range, 0, NULL, NULL},
     {"txm_tx_options_init", "options are NULL", tx_opts_init_null, TXM_EINVALID, "txm_tx_options_init", "NULL"},
@@ -501,6 +512,7 @@ static misuse catalogue[] = {
     {"txm_driver_log", "connection is NULL", driver_log_null, 0, NULL, NULL},
     {"txm_savepoint_name", "buf is NULL; buffer too small", savepoint_name_null, 0, NULL, NULL},
     {"txm_url_param_get", "url is NULL", url_param_get_null, 0, NULL, NULL},
+    {"txm_driver_late_column", "connection or a name is NULL or empty", late_column_null, 0, NULL, NULL},
     {"txm_driver_error", "detail and fmt are NULL", driver_error_null, 0, NULL, NULL},
 };
 

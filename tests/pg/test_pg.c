@@ -456,6 +456,7 @@ Test(pg, driver_25P02_and_commit_answered_rollback_is_a_failed_commit)
     memset(&res, 0, sizeof res);
     rc = d->run(c->dc, ops, 1, &res);
     cr_assert_eq(rc, TXM_ETX_ABORTED, "COMMIT answered ROLLBACK must fail: %s", txm_err_name(rc));
+    cr_assert_str_eq(txm_error_last()->sqlstate, "25P02");
     cr_assert(txm_error_last()->flags & TXM_ERRF_TX_LOST);
     cr_assert_eq(d->tx_status(c->dc), TXM_TXS_IDLE);
     txm_close(c);
