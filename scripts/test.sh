@@ -90,10 +90,14 @@ total_fail=0
 total_skip=0
 servers_ok=0
 
+# After a failure: the servers' logs are copied into the log directory (kept); their last lines
+# are printed only if the servers did not start (after a test failure they are noise).
 print_server_logs() {
     local f
     for f in "$tmp/pg/server.log" "$tmp/mysql/error.log" "$tmp/mysql/mariadbd.out"; do
         [ -s "$f" ] || continue
+        cp "$f" "$logdir/server-$(basename "$(dirname "$f")")-$(basename "$f")" 2>/dev/null || true
+        [ "$servers_ok" = 1 ] && continue
         printf '\n---- last lines of %s ----\n' "$f" >&2
         tail -n 40 "$f" >&2 || true
     done
@@ -353,8 +357,11 @@ sweep_summary=$(cat "$sweep_tree"/meson-logs/testlog-local.txt "$sweep_tree"/mes
         sed 's/^/  /' "$logdir/skipped.txt"
     fi
     if [ "$run_rc" -ne 0 ]; then
-        echo "meson test reported failures (the meson test output: $logdir/test-*.log):"
+        echo "meson test reported failures (meson test output: $logdir/test-*.log; each test's" \
+            "full output: TREE/meson-logs/testlog-local.txt and testlog-servers.txt):"
         grep -h -E '^ *[0-9]+/[0-9]+ .* (FAIL|TIMEOUT|ERROR) ' "$logdir"/test-*.log 2>/dev/null | sed 's/^ */  /' | sort -u || true
+        # Criterion's assertion messages of the failed tests (meson prints their logs).
+        grep -h -E '^\[(----|FAIL)\] .*[^ ]' "$logdir"/test-*.log 2>/dev/null | head -n 20 | sed 's/^/    /' || true
     fi
 } >&2
 if [ "$total_pass" -eq 0 ] && [ "$total_fail" -eq 0 ]; then
