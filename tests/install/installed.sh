@@ -27,9 +27,9 @@ if [ "$sanitize" != none ]; then
     exit 77
 fi
 txm_require_tools cc pkg-config meson ninja ldd
-tmp=$(mktemp -d /tmp/txm-install-XXXXXX)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/txm-install-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-cflags=(-std=c11 -Wall -Wextra -Werror)
+cflags=(-std=c11 -Wall -Wextra -Wpedantic -Werror)
 
 step() { printf '\n== %s\n' "$*"; }
 
