@@ -1,7 +1,8 @@
 #!/bin/bash
 # txm as a user gets it (README.md, "Install and use"), from a build tree:
-#   1. `meson install` into a temporary prefix; the README example compiled with nothing but
-#      `pkg-config --cflags --libs txm` and run; the installed `txm help`, `txm version` and
+#   1. `meson install` into a temporary prefix; the README example and every docs/cookbook.md
+#      example compiled with nothing but `pkg-config --cflags --libs txm` and run (SQLite); the
+#      static libtxm.a linked; the installed `txm help`, `txm version` and
 #      `txm conformance sqlite::memory:` (the suite installed in LIBEXECDIR/txm) run;
 #   2. the README example and the docs/billing.md example compiled against the uninstalled
 #      pkg-config files (PKG_CONFIG_PATH=BUILD/meson-uninstalled) and run;
@@ -26,7 +27,7 @@ if [ "$sanitize" != none ]; then
     echo "skip: sanitizer tree (b_sanitize=$sanitize)"
     exit 77
 fi
-txm_require_tools cc pkg-config meson ninja ldd
+txm_require_tools cc pkg-config meson ninja ldd python3
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/txm-install-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 cflags=(-std=c11 -Wall -Wextra -Wpedantic -Werror)
@@ -77,6 +78,26 @@ if ldd "$tmp/example-static" | grep -q libtxm; then
 fi
 run_example "$tmp/example-static" "$tmp/run-installed"
 check_drivers "pkg-config --variable=drivers txm (installed)" "$(pkg-config --variable=drivers txm)"
+
+step "the docs/cookbook.md examples against the installed package"
+# Each example as a user copies it out of the doc: compiled with the installed pkg-config flags
+# only, run on SQLite (tests/cookbook/run_example.sh: a file in a fresh temporary directory).
+cookbook=$src/docs/cookbook.md
+n_cookbook=0
+if [ -f "$cookbook" ]; then
+    for name in $(sed -n 's/.*<!-- example: \([A-Za-z0-9_-]*\) -->.*/\1/p' "$cookbook"); do
+        python3 "$src/tests/fault/extract_example.py" "$cookbook" "$tmp/cookbook-$name.c" "$name"
+        # shellcheck disable=SC2086
+        cc "${cflags[@]}" -o "$tmp/cookbook-$name" "$tmp/cookbook-$name.c" $flags -Wl,-rpath,"$libdir"
+        if ! bash "$src/tests/cookbook/run_example.sh" sqlite "$tmp/cookbook-$name" >"$tmp/cookbook-$name.log" 2>&1; then
+            tail -n 20 "$tmp/cookbook-$name.log"
+            echo "FAIL: cookbook example $name, built against the installed package, failed on SQLite"
+            exit 1
+        fi
+        n_cookbook=$((n_cookbook + 1))
+    done
+fi
+echo "$n_cookbook cookbook examples compiled with \`pkg-config --cflags --libs txm\` and run on SQLite"
 
 step "the installed txm command"
 "$prefix/bin/txm" help >/dev/null
