@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Counts individual tests in meson test logs (meson-logs/<logbase>.txt).
 #
-#   scripts/count-tests.sh LOG...    prints "PASSED FAILED SKIPPED" (three integers) on stdout and,
+#   scripts/count-tests.sh [--skips FILE] LOG...
+#                                    prints "PASSED FAILED SKIPPED" (three integers) on stdout and,
 #                                    on stderr, one line per test that failed only in a way
-#                                    Criterion does not count (see below)
+#                                    Criterion does not count (see below). With --skips, writes
+#                                    the skipped tests to FILE, one line per test and reason:
+#                                    "NAME: REASON" (a skipped meson test: its first output line)
+#                                    or "NAME: [N x ][SKIP] REASON" (Criterion tests of one
+#                                    executable skipped with the same reason)
 #
 # Per meson test block:
 #  - A Criterion executable prints "Synthesis: Tested: T | Passing: P | Failing: F | Crashing: C".
@@ -23,7 +28,13 @@
 #  - A block without a Synthesis line is one test judged by meson's result: exit status 0 passes,
 #    77 is skipped, anything else fails.
 set -euo pipefail
-[ $# -ge 1 ] || { echo "usage: $0 MESON-TESTLOG.txt..." >&2; exit 2; }
+skips=/dev/null
+if [ "${1:-}" = --skips ]; then
+    skips=${2:?--skips FILE}
+    shift 2
+    : >"$skips"
+fi
+[ $# -ge 1 ] || { echo "usage: $0 [--skips FILE] MESON-TESTLOG.txt..." >&2; exit 2; }
 
 awk '
 function flush(   extra, surplus) {
@@ -44,16 +55,24 @@ function flush(   extra, surplus) {
         P++
     } else if (res == "exit status 77" || res ~ /^SKIP/) {
         S++
+        printf "%s: %s\n", short(name), (firstout != "" ? firstout : res) > skips
     } else {
         F++
     }
+    for (r in skipped) {
+        printf "%s: %s%s\n", short(name), (skipped[r] > 1 ? skipped[r] " x " : ""), r > skips
+        delete skipped[r]
+    }
     inblock = 0
 }
+# "txm:suite+suite / name" -> "name"
+function short(s) { sub(/^.* \/ /, "", s); return s }
 function num(s) { gsub(/[^0-9]/, "", s); return s + 0 }
 { gsub(/\033\[[0-9;]*m/, "") }
 /^=+ [0-9]+\/[0-9]+ =+$/ {
     flush()
     inblock = 1; syn = 0; t = 0; p = 0; reports = 0; teardown = 0; res = ""; name = ""
+    firstout = ""; inout = 0
     next
 }
 !inblock { next }
@@ -70,7 +89,9 @@ function num(s) { gsub(/[^0-9]/, "", s); return s + 0 }
     syn = 1
     next
 }
-/^\[SKIP\]/ { S++; next }
+/^-+ std(out|err) -+$/ { inout = 1; next }
+inout && firstout == "" && NF { firstout = $0; sub(/^(skip|SKIP)[: ]*/, "", firstout) }
+/^\[SKIP\]/ { S++; skipped[$0]++; next }
 /ERROR: (LeakSanitizer|AddressSanitizer|ThreadSanitizer):|WARNING: ThreadSanitizer:|: runtime error: / {
     reports++
     printf "SANITIZER in %s: %s\n", name, $0 > "/dev/stderr"
@@ -82,4 +103,4 @@ function num(s) { gsub(/[^0-9]/, "", s); return s + 0 }
     next
 }
 END { flush(); printf "%d %d %d\n", P, F, S }
-' "$@"
+' skips="$skips" "$@"

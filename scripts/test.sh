@@ -17,6 +17,13 @@
 #      figures (allocation sites failed, fuzz executions), the phase timings and
 #      "N passed, N failed, N skipped" over every tree, counting individual Criterion tests
 #
+# Output: short phase lines on stderr; the build chatter (apt-get, meson setup, ninja, meson test,
+# fuzzers) goes to log files in a log directory, one per step (its path is printed at the start
+# and, on failure, with the tail of the log that failed). The skipped tests are listed on stderr
+# (test: reason) and in LOGDIR/skipped.txt. The last line of stdout (its only line) is
+# "N passed, N failed, N skipped". The log directory is removed after a successful run unless
+# TXM_TEST_KEEP=1; after a failure it is kept.
+#
 # Exit status: 0 only if every test passed in every tree and both servers started.
 #
 # Concurrency: tests in suites 'postgresql' and 'mysql' share one database per server, so they
@@ -53,6 +60,28 @@ section() {
     printf '\n========== %s ==========\n' "$*" >&2
 }
 
+# The run's logs (docs/testing.md, "Output"): created first, so that every step has one.
+logdir=$(mktemp -d "${TMPDIR:-/tmp}/txm-test-log.XXXXXX")
+chmod 755 "$logdir"
+current_log=""
+printf 'logs: %s\n' "$logdir" >&2
+
+# run_logged NAME CMD...: runs CMD (a program or a function) with stdout and stderr appended to
+# LOGDIR/NAME.log and returns its status; on failure prints the log's path and last lines on
+# stderr. current_log names the log of the step running, for the failure message of cleanup.
+run_logged() {
+    local name=$1 rc=0
+    shift
+    current_log=$logdir/$name.log
+    printf '$ %s\n' "$*" >>"$current_log"
+    "$@" >>"$current_log" 2>&1 </dev/null || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        printf 'error: `%s` exited %s; last lines of %s:\n' "$*" "$rc" "$current_log" >&2
+        tail -n 30 "$current_log" | sed 's/^/  | /' >&2
+    fi
+    return "$rc"
+}
+
 tmp=""
 current="start"
 summary_printed=0
@@ -61,10 +90,14 @@ total_fail=0
 total_skip=0
 servers_ok=0
 
+# After a failure: the servers' logs are copied into the log directory (kept); their last lines
+# are printed only if the servers did not start (after a test failure they are noise).
 print_server_logs() {
     local f
     for f in "$tmp/pg/server.log" "$tmp/mysql/error.log" "$tmp/mysql/mariadbd.out"; do
         [ -s "$f" ] || continue
+        cp "$f" "$logdir/server-$(basename "$(dirname "$f")")-$(basename "$f")" 2>/dev/null || true
+        [ "$servers_ok" = 1 ] && continue
         printf '\n---- last lines of %s ----\n' "$f" >&2
         tail -n 40 "$f" >&2 || true
     done
@@ -99,6 +132,11 @@ cleanup() {
             rm -rf "$tmp"
         fi
     fi
+    if [ "$rc" -ne 0 ] || [ "${TXM_TEST_KEEP:-0}" = 1 ]; then
+        echo "logs kept in $logdir${current_log:+ (last step: $current_log)}" >&2
+    else
+        rm -rf "$logdir"
+    fi
     if [ "$summary_printed" = 0 ]; then
         # Stopped early (a step failed, or interrupted): the failed step counts as one failure.
         echo "error: scripts/test.sh stopped during: $current (exit $rc)" >&2
@@ -113,11 +151,11 @@ trap 'echo "terminated" >&2; exit 143' TERM
 
 # ---- 1. packages ---------------------------------------------------------------------------
 section "packages"
-txm_need_pkgs "${PKGS[@]}"
+run_logged packages txm_need_pkgs "${PKGS[@]}"
 # A decimal-comma locale, so the tests that check number formatting ignores LC_NUMERIC run.
 if ! locale -a 2>/dev/null | grep -qi '^de_DE\.utf-\?8$'; then
     if [ "$(id -u)" = 0 ]; then
-        localedef -i de_DE -f UTF-8 de_DE.UTF-8 >&2 || echo "warning: localedef de_DE.UTF-8 failed" >&2
+        run_logged packages localedef -i de_DE -f UTF-8 de_DE.UTF-8 || echo "warning: localedef de_DE.UTF-8 failed" >&2
     else
         echo "warning: no de_DE.UTF-8 locale (not root): the decimal-comma tests will skip" >&2
     fi
@@ -125,17 +163,18 @@ fi
 phase_done "install packages"
 
 # ---- 2. build ------------------------------------------------------------------------------
-# configure DIR [meson options]: a fresh setup, or a reconfigure of an existing tree.
+# configure DIR [meson options]: a fresh setup, or a reconfigure of an existing tree, then the
+# build; both logged to LOGDIR/build-DIR.log.
 configure() {
     local dir=$1
     shift
     if [ -f "$dir/build.ninja" ]; then
-        meson setup --reconfigure "$dir" "$@"
+        run_logged "build-$dir" meson setup --reconfigure "$dir" "$@"
     else
         [ -d "$dir/meson-private" ] && rm -rf "$dir"
-        meson setup "$dir" "$@"
+        run_logged "build-$dir" meson setup "$dir" "$@"
     fi
-    ninja -C "$dir"
+    run_logged "build-$dir" ninja -C "$dir"
 }
 
 section "build (build/)"
@@ -178,13 +217,13 @@ run_tree() {
     rm -f "$dir"/meson-logs/testlog-local.* "$dir"/meson-logs/testlog-servers.*
     section "tests: $label, local suites"
     rc=0
-    meson test "${common[@]}" --num-processes 2 "${local_sel[@]}" \
-        --logbase testlog-local </dev/null || rc=$?
+    run_logged "test-$dir-local" meson test "${common[@]}" --num-processes 2 "${local_sel[@]}" \
+        --logbase testlog-local || rc=$?
     [ "$rc" -eq 0 ] || run_rc=1
     section "tests: $label, server suites (one at a time)"
     rc=0
-    meson test "${common[@]}" --num-processes 1 "${server_sel[@]}" \
-        --logbase testlog-servers </dev/null || rc=$?
+    run_logged "test-$dir-servers" meson test "${common[@]}" --num-processes 1 "${server_sel[@]}" \
+        --logbase testlog-servers || rc=$?
     [ "$rc" -eq 0 ] || run_rc=1
     local logs=()
     for f in "$dir/meson-logs/testlog-local.txt" "$dir/meson-logs/testlog-servers.txt"; do
@@ -195,9 +234,10 @@ run_tree() {
         run_rc=1
         return 0
     fi
-    counts=$(bash scripts/count-tests.sh "${logs[@]}")
+    counts=$(bash scripts/count-tests.sh --skips "$logdir/skipped-$dir.txt" "${logs[@]}")
     read -r p f s <<<"$counts"
     printf '%s: %s passed, %s failed, %s skipped\n' "$label" "$p" "$f" "$s" >&2
+    sed "s|^|$dir: |" "$logdir/skipped-$dir.txt" >>"$logdir/skipped.txt"
     total_pass=$((total_pass + p))
     total_fail=$((total_fail + f))
     total_skip=$((total_skip + s))
@@ -243,10 +283,10 @@ fuzz_execs=0
 if [ "${TXM_TEST_SKIP_FUZZ:-0}" != 1 ]; then
     section "build (build-fuzz/: clang, libFuzzer targets)"
     if [ -f build-fuzz/build.ninja ]; then
-        meson setup --reconfigure build-fuzz -Dwerror=true
+        run_logged build-build-fuzz meson setup --reconfigure build-fuzz -Dwerror=true
     else
         rm -rf build-fuzz
-        CC=clang meson setup build-fuzz -Dwerror=true
+        run_logged build-build-fuzz env CC=clang meson setup build-fuzz -Dwerror=true
     fi
     # Only the fuzz targets (and the replay drivers, the fallback when libFuzzer does not link).
     fuzz_targets=()
@@ -255,13 +295,18 @@ if [ "${TXM_TEST_SKIP_FUZZ:-0}" != 1 ]; then
         tests/fuzz/fuzz-replay-sql tests/fuzz/fuzz-replay-url; do
         if grep -q "^$t:" <<<"$all_targets"; then fuzz_targets+=("$t"); fi
     done
-    ninja -C build-fuzz "${fuzz_targets[@]}"
+    run_logged build-build-fuzz ninja -C build-fuzz "${fuzz_targets[@]}"
     phase_done "build (fuzz)"
     for t in sql url errparse; do
         section "fuzz: $t (${TXM_TEST_FUZZ_SECONDS:-20} s)"
         rc=0
-        line=$(bash scripts/fuzz.sh build-fuzz "$t" "${TXM_TEST_FUZZ_SECONDS:-20}" | tail -n 1) || rc=$?
+        current_log=$logdir/fuzz-$t.log
+        line=$(bash scripts/fuzz.sh build-fuzz "$t" "${TXM_TEST_FUZZ_SECONDS:-20}" 2>"$current_log" | tail -n 1) || rc=$?
         echo "$line" >&2
+        if [ "$rc" -ne 0 ]; then
+            printf 'error: fuzzer %s failed (exit %s); last lines of %s:\n' "$t" "$rc" "$current_log" >&2
+            tail -n 30 "$current_log" | sed 's/^/  | /' >&2
+        fi
         fuzz_lines+=("$line")
         if [ "$rc" -eq 0 ]; then
             total_pass=$((total_pass + 1))
@@ -307,8 +352,17 @@ sweep_summary=$(cat "$sweep_tree"/meson-logs/testlog-local.txt "$sweep_tree"/mes
         echo "fuzzing: $fuzz_execs executions in total"
     fi
     echo "timings: ${timings[*]/%/;} total: $((SECONDS - t_start))s"
-    [ "$total_skip" -eq 0 ] || echo "skipped: $total_skip"
-    [ "$run_rc" -eq 0 ] || echo "meson test reported failures (see above)"
+    if [ -s "$logdir/skipped.txt" ]; then
+        echo "skipped tests ($total_skip; test: reason):"
+        sed 's/^/  /' "$logdir/skipped.txt"
+    fi
+    if [ "$run_rc" -ne 0 ]; then
+        echo "meson test reported failures (meson test output: $logdir/test-*.log; each test's" \
+            "full output: TREE/meson-logs/testlog-local.txt and testlog-servers.txt):"
+        grep -h -E '^ *[0-9]+/[0-9]+ .* (FAIL|TIMEOUT|ERROR) ' "$logdir"/test-*.log 2>/dev/null | sed 's/^ */  /' | sort -u || true
+        # Criterion's assertion messages of the failed tests (meson prints their logs).
+        grep -h -E '^\[(----|FAIL)\] .*[^ ]' "$logdir"/test-*.log 2>/dev/null | head -n 20 | sed 's/^/    /' || true
+    fi
 } >&2
 if [ "$total_pass" -eq 0 ] && [ "$total_fail" -eq 0 ]; then
     echo "error: no test ran" >&2

@@ -23,6 +23,7 @@
 #include "internal.h" /* txm__url_parse: the core's redaction */
 #include "txm.h"
 #include "txm_config.h"
+#include "txm_tool_paths.h" /* TXM_HAVE_CONFORMANCE, TXM_INSTALL_*: tools/meson.build */
 
 static const char usage_text[] =
     "usage: txm <command> [options]\n"
@@ -34,8 +35,8 @@ static const char usage_text[] =
     "                           --url-env VAR takes the URL from $VAR (unset: exit 77, skipped)\n"
     "  conformance URL [ARGS]   run the driver conformance suite against URL; ARGS are passed to\n"
     "                           the Criterion test binary (e.g. --filter 'hooks/*' --verbose).\n"
-    "                           The binary is found next to the build tree or via\n"
-    "                           TXM_CONFORMANCE_BIN\n"
+    "                           The suite is found in the build tree, in LIBEXECDIR/txm of an\n"
+    "                           installed txm, or via TXM_CONFORMANCE_BIN\n"
     "  version                  print the library version and the drivers built in\n"
     "  help                     print this text\n";
 
@@ -68,21 +69,53 @@ static int is_executable(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
 }
 
-/* Finds the conformance binary: $TXM_CONFORMANCE_BIN, else relative to this executable
- * (build tree: build/tools/txm -> build/tests/conformance/txm-conformance; installed: next to txm
- * or in ../libexec/txm). Writes the places looked at into `tried` for the error message. */
+/* Appends `path` to the list of places looked at (for the error message). */
+static void note_tried(char *tried, size_t tried_size, const char *path)
+{
+    size_t used = strlen(tried);
+    if (used < tried_size)
+        snprintf(tried + used, tried_size - used, "%s%s", used ? ", " : "", path);
+}
+
+/* Writes "a/b" (or just b when b is absolute) to out; 0 if it fits and names an executable. */
+static int try_candidate(char *out, size_t size, const char *a, const char *b, char *tried,
+                         size_t tried_size)
+{
+    int w = b[0] == '/' ? snprintf(out, size, "%s", b) : snprintf(out, size, "%s/%s", a, b);
+    if (w < 0 || (size_t)w >= size)
+        return -1;
+    note_tried(tried, tried_size, out);
+    return is_executable(out) ? 0 : -1;
+}
+
+/* The directory of this executable, symlinks resolved (so a link to txm finds the real prefix). */
+static int self_dir(char *dir, size_t size)
+{
+    ssize_t n = readlink("/proc/self/exe", dir, size - 1);
+    char *slash;
+    if (n <= 0 || (size_t)n >= size - 1)
+        return -1;
+    dir[n] = '\0';
+    slash = strrchr(dir, '/');
+    if (!slash)
+        return -1;
+    *slash = '\0';
+    return 0;
+}
+
+/* Finds the conformance binary (docs/conformance.md, "Installed"):
+ *   1. $TXM_CONFORMANCE_BIN;
+ *   2. the build tree: build/tools/txm -> build/tests/conformance/txm-conformance;
+ *   3. an installed tree, relocated: this executable sits in PREFIX/BINDIR, so the suite is in
+ *      PREFIX/LIBEXECDIR/txm (an install moved as a whole, or under DESTDIR, still works);
+ *   4. the configured PREFIX/LIBEXECDIR/txm itself.
+ * Writes the places looked at into `tried` for the error message. */
 static int find_conformance(char *out, size_t size, char *tried, size_t tried_size)
 {
-    static const char *const rel[] = {
-        "../tests/conformance/txm-conformance",
-        "txm-conformance",
-        "../libexec/txm/txm-conformance",
-    };
     const char *env = getenv("TXM_CONFORMANCE_BIN");
-    char self[PATH_MAX];
-    ssize_t n;
-    size_t used = 0, i;
-    char *slash;
+    const char *libexec_rel = TXM_INSTALL_LIBEXECDIR "/txm/txm-conformance";
+    char self[PATH_MAX], prefix[PATH_MAX];
+    size_t dlen, blen = strlen(TXM_INSTALL_BINDIR);
 
     tried[0] = '\0';
     if (env && *env) {
@@ -92,28 +125,19 @@ static int find_conformance(char *out, size_t size, char *tried, size_t tried_si
         snprintf(out, size, "%s", env);
         return 0;
     }
-    n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) {
-        snprintf(tried, tried_size, "(cannot locate the txm executable: set TXM_CONFORMANCE_BIN)");
-        return -1;
-    }
-    self[n] = '\0';
-    slash = strrchr(self, '/');
-    if (slash)
-        *slash = '\0';
-    for (i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-        int w = snprintf(out, size, "%s/%s", self, rel[i]);
-        if (w < 0 || (size_t)w >= size)
-            continue;
-        if (used < tried_size) {
-            int t = snprintf(tried + used, tried_size - used, "%s%s", used ? ", " : "", out);
-            if (t > 0)
-                used += (size_t)t;
-        }
-        if (is_executable(out))
+    if (self_dir(self, sizeof self) == 0) {
+        if (try_candidate(out, size, self, "../tests/conformance/txm-conformance", tried, tried_size) == 0)
             return 0;
+        dlen = strlen(self);
+        /* A relative BINDIR ("bin"): strip "/bin" from this directory to get the prefix. */
+        if (TXM_INSTALL_BINDIR[0] != '/' && dlen > blen && self[dlen - blen - 1] == '/' &&
+            strcmp(self + dlen - blen, TXM_INSTALL_BINDIR) == 0) {
+            snprintf(prefix, sizeof prefix, "%.*s", (int)(dlen - blen - 1), self);
+            if (try_candidate(out, size, prefix, libexec_rel, tried, tried_size) == 0)
+                return 0;
+        }
     }
-    return -1;
+    return try_candidate(out, size, TXM_INSTALL_PREFIX, libexec_rel, tried, tried_size);
 }
 
 static int cmd_conformance(int argc, char **argv)
@@ -125,6 +149,14 @@ static int cmd_conformance(int argc, char **argv)
     if (argc < 2 || argv[1][0] == '-') {
         fprintf(stderr, "usage: txm conformance URL [CRITERION-ARGS...]\n");
         return 2;
+    }
+    if (!TXM_HAVE_CONFORMANCE && !getenv("TXM_CONFORMANCE_BIN")) {
+        fprintf(stderr,
+                "txm conformance: this build of txm has no conformance suite (Criterion was not"
+                " found when it was built).\n"
+                "Install Criterion (Debian: libcriterion-dev) and rebuild, or set"
+                " TXM_CONFORMANCE_BIN to the txm-conformance binary of another build.\n");
+        return 127;
     }
     if (find_conformance(bin, sizeof bin, tried, sizeof tried) != 0) {
         fprintf(stderr,
