@@ -37,7 +37,7 @@ root=$(pwd)
 
 # Packages: build, tests, servers. The fuzz harness's needs are added here as they are requested.
 PKGS=(meson ninja-build pkg-config gcc libc6-dev clang libcriterion-dev
-    libclang-rt-14-dev libpq-dev libmariadb-dev libsqlite3-dev postgresql-15 mariadb-server locales)
+    libclang-rt-14-dev libpq-dev libmariadb-dev libsqlite3-dev postgresql-15 mariadb-server locales pgbouncer)
 
 t_start=$SECONDS
 t_phase=$SECONDS
@@ -88,6 +88,7 @@ cleanup() {
     trap - EXIT INT TERM
     set +e
     if [ -n "$tmp" ]; then
+        stop_server "$root/scripts/pgbouncer-server.sh" "$tmp/pgbouncer" pgbouncer
         stop_server "$root/scripts/pg-server.sh" "$tmp/pg" postgres
         stop_server "$root/scripts/mariadb-server.sh" "$tmp/mysql" "$tmp/mysql/my.cnf"
         [ "$rc" -ne 0 ] && print_server_logs
@@ -158,6 +159,14 @@ case "$pg_url" in postgresql://*) ;; *) echo "error: bad PostgreSQL URL" >&2; ex
 case "$my_url" in mysql://*) ;; *) echo "error: bad MariaDB URL" >&2; exit 1 ;; esac
 export TXM_TEST_PG_URL=$pg_url
 export TXM_TEST_MYSQL_URL=$my_url
+# PgBouncer (transaction pooling) in front of that PostgreSQL, on a port of its own (never a
+# system pgbouncer's 6432): tests/pg/test_pgbouncer.c and the extra conformance run below.
+pgb_url=$(bash scripts/pgbouncer-server.sh start "$tmp/pgbouncer" "$pg_url" | tail -n 1) || {
+    echo "error: PgBouncer did not start" >&2
+    exit 1
+}
+case "$pgb_url" in postgresql://*) ;; *) echo "error: bad PgBouncer URL" >&2; exit 1 ;; esac
+export TXM_TEST_PGBOUNCER_URL=$pgb_url
 servers_ok=1
 phase_done "start servers"
 
@@ -205,6 +214,28 @@ run_tree() {
 
 run_tree build "plain build" "${TXM_TEST_TIMEOUT_MULTIPLIER:-3}"
 phase_done "tests (plain)"
+
+# The PostgreSQL conformance suite once more, through PgBouncer in transaction pooling. The tests
+# that need a server session of their own skip with "needs session pooling"
+# (docs/driver-postgresql.md, "Behind PgBouncer").
+section "tests: PostgreSQL conformance through PgBouncer (transaction pooling)"
+rm -f build/meson-logs/testlog-pgbouncer.*
+rc=0
+TXM_TEST_PG_URL=$pgb_url TXM_CONFORMANCE_POOLER=transaction meson test -C build --no-rebuild --print-errorlogs \
+    --timeout-multiplier "${TXM_TEST_TIMEOUT_MULTIPLIER:-3}" --num-processes 1 conformance-postgresql \
+    --logbase testlog-pgbouncer </dev/null || rc=$?
+[ "$rc" -eq 0 ] || run_rc=1
+if [ -f build/meson-logs/testlog-pgbouncer.txt ]; then
+    read -r p f s <<<"$(bash scripts/count-tests.sh build/meson-logs/testlog-pgbouncer.txt)"
+    printf 'conformance through PgBouncer: %s passed, %s failed, %s skipped\n' "$p" "$f" "$s" >&2
+    total_pass=$((total_pass + p))
+    total_fail=$((total_fail + f))
+    total_skip=$((total_skip + s))
+else
+    echo "error: the PgBouncer conformance run wrote no meson test log" >&2
+    run_rc=1
+fi
+phase_done "tests (PgBouncer)"
 
 if [ "${TXM_TEST_SKIP_SANITIZE:-0}" != 1 ]; then
     section "build (build-sanitize/: ASan + UBSan)"
@@ -275,6 +306,7 @@ if [ "${TXM_TEST_SKIP_FUZZ:-0}" != 1 ]; then
 fi
 
 # ---- 8. stop servers and summarise ---------------------------------------------------------
+stop_server "$root/scripts/pgbouncer-server.sh" "$tmp/pgbouncer" pgbouncer
 stop_server "$root/scripts/pg-server.sh" "$tmp/pg" postgres
 stop_server "$root/scripts/mariadb-server.sh" "$tmp/mysql" "$tmp/mysql/my.cnf"
 phase_done "stop servers"
