@@ -275,15 +275,20 @@ static int put_sep(my_conn *c) { return c->len ? put(c, ";", 1) : 0; }
 #define MY_TMO_LWT 0x1u /* innodb_lock_wait_timeout */
 #define MY_TMO_MST 0x2u /* max_statement_time (MariaDB) */
 
-static int put_timeouts_restore(my_conn *c, size_t op, unsigned bits)
+/* `to_default`: the server's global values (what a new session gets) instead of the saved copies. */
+static int put_timeouts_restore(my_conn *c, size_t op, unsigned bits, int to_default)
 {
     int rc;
     if (!bits)
         return 0;
     if ((rc = put_sep(c)) || (rc = puts_(c, "SET ")) ||
-        ((bits & MY_TMO_LWT) && (rc = puts_(c, "SESSION innodb_lock_wait_timeout=@txm_saved_lock_wait_timeout"))) ||
-        ((bits & MY_TMO_MST) && (rc = puts_(c, (bits & MY_TMO_LWT) ? ",SESSION max_statement_time=@txm_saved_max_statement_time"
-                                                                   : "SESSION max_statement_time=@txm_saved_max_statement_time"))))
+        ((bits & MY_TMO_LWT) &&
+         (rc = puts_(c, to_default ? "SESSION innodb_lock_wait_timeout=DEFAULT"
+                                   : "SESSION innodb_lock_wait_timeout=@txm_saved_lock_wait_timeout"))) ||
+        ((bits & MY_TMO_MST) && (rc = puts_(c, (bits & MY_TMO_LWT) ? "," : ""))) ||
+        ((bits & MY_TMO_MST) &&
+         (rc = puts_(c, to_default ? "SESSION max_statement_time=DEFAULT"
+                                   : "SESSION max_statement_time=@txm_saved_max_statement_time"))))
         return rc;
     return push_expect(c, op, R_TMO_RESTORE, 1);
 }
@@ -295,6 +300,9 @@ static int put_timeouts_restore(my_conn *c, size_t op, unsigned bits)
 static int put_timeouts_begin(my_conn *c, size_t op, const txm_tx_options *t)
 {
     unsigned bits = (t->lock_timeout_ms ? MY_TMO_LWT : 0u) | (t->statement_timeout_ms ? MY_TMO_MST : 0u);
+    /* A variable whose restore is still pending holds an earlier transaction's value: its saved
+     * copy is the session's own value, so it is not saved again. */
+    unsigned save = bits & ~c->tmo_set;
     int rc;
     c->tmo_begin = 0;
     if (!bits)
@@ -303,12 +311,14 @@ static int put_timeouts_begin(my_conn *c, size_t op, const txm_tx_options *t)
         return txm_driver_error(TXM_ENOTSUPPORTED, NULL,
                                 "mysql: statement_timeout_ms needs MariaDB's max_statement_time; MySQL's "
                                 "max_execution_time bounds only SELECT statements");
-    if ((rc = put_sep(c)) || (rc = puts_(c, "SET ")) ||
-        ((bits & MY_TMO_LWT) &&
-         (rc = puts_(c, "@txm_saved_lock_wait_timeout=@@SESSION.innodb_lock_wait_timeout"))) ||
-        ((bits & MY_TMO_MST) && (rc = puts_(c, (bits & MY_TMO_LWT) ? ",@txm_saved_max_statement_time=@@SESSION.max_statement_time"
-                                                                   : "@txm_saved_max_statement_time=@@SESSION.max_statement_time"))) ||
-        (rc = push_expect(c, op, R_TMO_SAVE, 0)))
+    if (save &&
+        ((rc = put_sep(c)) || (rc = puts_(c, "SET ")) ||
+         ((save & MY_TMO_LWT) &&
+          (rc = puts_(c, "@txm_saved_lock_wait_timeout=@@SESSION.innodb_lock_wait_timeout"))) ||
+         ((save & MY_TMO_MST) &&
+          (rc = puts_(c, (save & MY_TMO_LWT) ? ",@txm_saved_max_statement_time=@@SESSION.max_statement_time"
+                                             : "@txm_saved_max_statement_time=@@SESSION.max_statement_time"))) ||
+         (rc = push_expect(c, op, R_TMO_SAVE, 0))))
         return rc;
     if ((rc = put_sep(c)) || (rc = puts_(c, "SET ")) ||
         ((bits & MY_TMO_LWT) && (rc = putf(c, "SESSION innodb_lock_wait_timeout=%u",
@@ -1560,7 +1570,7 @@ static void restore_failed(my_conn *c, int st)
                    native, st > 0 ? mysql_error(c->db) : "skipped by the server",
                    st > 0 && txm__mysql_is_connection_lost(native, c->flavour)
                        ? "the connection is lost: a new session starts with the defaults"
-                       : "trying again after the run");
+                       : "trying again at the end of this call");
     if (st > 0 && txm__mysql_is_connection_lost(native, c->flavour))
         mark_broken(c);
 }
@@ -1845,7 +1855,7 @@ static int append_op(my_conn *c, txm_op *ops, size_t i, int *ends, int *alone)
         size_t before = c->nexp;
         if ((rc = put_sep(c)) || (rc = puts_(c, op->kind == TXM_OP_COMMIT ? "COMMIT" : "ROLLBACK")) ||
             (rc = push_expect(c, i, op->kind == TXM_OP_COMMIT ? R_COMMIT : R_ROLLBACK, 1)) ||
-            (rc = put_release_txlocks(c, i, 0)) || (rc = put_timeouts_restore(c, i, c->tmo_set)))
+            (rc = put_release_txlocks(c, i, 0)) || (rc = put_timeouts_restore(c, i, c->tmo_set, 0)))
             return rc;
         for (size_t k = before; k + 1 < c->nexp; k++)
             c->exp[k].last = 0; /* the op is done at its last statement */
@@ -1954,21 +1964,40 @@ static void release_orphaned_txlocks(my_conn *c, txm_run_result *out)
  * COMMIT / ROLLBACK flight doing it (deadlock, lock-wait rollback, implicit commit, a failed
  * COMMIT, a failed restore). One round trip on those rare paths; a failure is logged and tried
  * again after the next run. The run's own result and error record stand. */
+static int restore_query(my_conn *c, txm_run_result *out, int to_default)
+{
+    int ok = 0;
+    flight_reset(c);
+    if (put_timeouts_restore(c, 0, c->tmo_set, to_default) == 0) {
+        out->round_trips++;
+        ok = mysql_real_query(c->db, c->buf, (unsigned long)c->len) == 0;
+    }
+    flight_reset(c);
+    return ok;
+}
+
 static void restore_timeouts(my_conn *c, txm_run_result *out)
 {
     txm_err_rec saved;
     if (c->in_tx || !c->tmo_set || c->broken || !c->db)
         return;
     txm__err_copy(&saved, txm_error_last());
-    flight_reset(c);
-    if (put_timeouts_restore(c, 0, c->tmo_set) == 0) {
-        out->round_trips++;
-        if (mysql_real_query(c->db, c->buf, (unsigned long)c->len) != 0)
-            restore_failed(c, 1);
-        else
+    if (restore_query(c, out, 0)) {
+        c->tmo_set = 0;
+    } else if (txm__mysql_is_connection_lost(mysql_errno(c->db), c->flavour)) {
+        restore_failed(c, 1);
+    } else {
+        /* The saved copies cannot be assigned back (the application assigned the @txm_saved_*
+         * variables): fall back to the server's global values, never retry forever. */
+        txm_driver_log(&c->base, TXM_LOG_WARN,
+                       "mysql: cannot put back the session's innodb_lock_wait_timeout / max_statement_time from "
+                       "@txm_saved_* (%u: %s); setting them to the server's defaults instead",
+                       mysql_errno(c->db), mysql_error(c->db));
+        if (restore_query(c, out, 1) || !txm__mysql_is_connection_lost(mysql_errno(c->db), c->flavour))
             c->tmo_set = 0;
+        else
+            restore_failed(c, 1);
     }
-    flight_reset(c);
     txm__err_copy(txm__err_tls(), &saved.pub);
 }
 
