@@ -80,36 +80,36 @@ static txm_conn *open_patient(void)
     return b;
 }
 
-/* A statement that runs for a few seconds unless stopped. */
-static const char *long_statement(void)
+/* Per engine: a statement that runs for a few seconds unless stopped, and the queries that read
+ * the session's own lock-wait and statement limits (NULL: not readable by SQL, i.e. SQLite, whose
+ * busy timeout lives in the driver). */
+static const struct engine_sql {
+    const char *driver;
+    const char *long_statement;
+    const char *lock_setting;
+    const char *statement_setting;
+} engines[] = {
+    {"postgresql", "SELECT pg_sleep(3)", "SELECT setting::bigint FROM pg_settings WHERE name = 'lock_timeout'",
+     "SELECT setting::bigint FROM pg_settings WHERE name = 'statement_timeout'"},
+    {"mysql", "SELECT SLEEP(3)", "SELECT @@SESSION.innodb_lock_wait_timeout",
+     "SELECT CAST(@@SESSION.max_statement_time * 1000 AS SIGNED)"},
+    /* SQLite: no sleep function; a recursive count of ten million rows (seconds). */
+    {"sqlite",
+     "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 10000000) SELECT COUNT(*) FROM r",
+     NULL, NULL},
+};
+
+static const struct engine_sql *engine(void)
 {
-    if (conf_is("postgresql"))
-        return "SELECT pg_sleep(3)";
-    if (conf_is("mysql"))
-        return "SELECT SLEEP(3)";
-    /* SQLite: no sleep function; a recursive count of tens of millions of rows (seconds). */
-    return "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 10000000) "
-           "SELECT COUNT(*) FROM r";
+    for (size_t i = 0; i < sizeof engines / sizeof engines[0]; i++)
+        if (conf_is(engines[i].driver))
+            return &engines[i];
+    return &engines[2]; /* another embedded driver: plain SQL only */
 }
 
-/* The session's own lock-wait setting, as the server reports it (NULL: not readable by SQL). */
-static const char *session_lock_setting_sql(void)
-{
-    if (conf_is("postgresql"))
-        return "SELECT setting::bigint FROM pg_settings WHERE name = 'lock_timeout'";
-    if (conf_is("mysql"))
-        return "SELECT @@SESSION.innodb_lock_wait_timeout";
-    return NULL;
-}
-
-static const char *session_statement_setting_sql(void)
-{
-    if (conf_is("postgresql"))
-        return "SELECT setting::bigint FROM pg_settings WHERE name = 'statement_timeout'";
-    if (conf_is("mysql"))
-        return "SELECT CAST(@@SESSION.max_statement_time * 1000 AS SIGNED)";
-    return NULL;
-}
+static const char *long_statement(void) { return engine()->long_statement; }
+static const char *session_lock_setting_sql(void) { return engine()->lock_setting; }
+static const char *session_statement_setting_sql(void) { return engine()->statement_setting; }
 
 Test(timeouts, lock_timeout_fires_with_lock_category, .init = conf_init_shared, .fini = conf_fini, .timeout = 120)
 {
