@@ -4,6 +4,7 @@
  *
  *   txm-bench [--quick] [--csv FILE] [--group LIST] [--engine LIST] [--shape LIST]
  *             [--reps N] [--iterations N] [--seconds S] [--dl-seconds S]
+ *             [--ct-writers LIST] [--ct-tx N] [--ct-policies LIST]
  *
  * Engines: sqlite-mem (sqlite::memory:), sqlite-file (a temp file, WAL, synchronous=OFF),
  * postgresql (TXM_BENCH_PG_URL or TXM_TEST_PG_URL), mysql (TXM_BENCH_MYSQL_URL or
@@ -29,7 +30,8 @@ typedef struct group {
 static const group groups[] = {
     {"overhead", "txm vs raw client calls on the same SQL, per transaction shape", bench_group_overhead},
     {"deadlock", "deadlock-retry path: 2 threads, opposite-order updates in txm_retry", bench_group_deadlock},
-    /* {"ledger", "ledger throughput under N writers vs naive locking", bench_group_ledger}, -- with billing/ */
+    {"contention", "retry policies: N SERIALIZABLE writers on one row, give-ups and attempts", bench_group_contention},
+    /* ledger throughput is measured by tests/billing (docs/billing.md "Measured"), not here */
 };
 
 void bench_strlcpy(char *dst, const char *src, size_t size)
@@ -281,6 +283,11 @@ static void usage(FILE *f)
                "  --iterations N   fixed iterations per repetition (default: calibrated)\n"
                "  --seconds S      target seconds per repetition (default 0.4)\n"
                "  --dl-seconds S   deadlock group: seconds per repetition (default 1)\n"
+               "  --ct-writers L   contention group: writer counts (default 2,4,8)\n"
+               "  --ct-tx N        contention group: transactions per configuration (default 1000)\n"
+               "  --ct-policies L  contention group: retry policies, each `default` or\n"
+               "                   max_attempts/base_delay_us/max_delay_us/deadline_ms (default:\n"
+               "                   5/2000/200000/0,default)\n"
                "environment: TXM_BENCH_PG_URL / TXM_TEST_PG_URL, TXM_BENCH_MYSQL_URL / TXM_TEST_MYSQL_URL\n"
                "groups:\n");
     for (i = 0; i < sizeof groups / sizeof groups[0]; i++)
@@ -332,6 +339,12 @@ int main(int argc, char **argv)
             o.rep_s = atof(argv[++a]);
         else if (val && strcmp(arg, "--dl-seconds") == 0)
             o.dl_rep_s = atof(argv[++a]);
+        else if (val && strcmp(arg, "--ct-writers") == 0)
+            o.ct_writers = argv[++a];
+        else if (val && strcmp(arg, "--ct-tx") == 0)
+            o.ct_tx = (unsigned)strtoul(argv[++a], NULL, 10);
+        else if (val && strcmp(arg, "--ct-policies") == 0)
+            o.ct_policies = argv[++a];
         else {
             fprintf(stderr, "txm-bench: unknown or incomplete option '%s'\n", arg);
             usage(stderr);

@@ -31,6 +31,9 @@ typedef struct bench_opts {
     const char *shapes;  /* overhead group: comma-separated shape names; NULL = all */
     int floor_xid;       /* --floor-xid: see bench_engine.floor_xid */
     const char *impls;   /* overhead group: comma-separated subjects (txm,eager,floor); NULL = all */
+    const char *ct_policies; /* contention group: policies (default, A/B/C/D); NULL = built-in list */
+    const char *ct_writers;  /* contention group: writer counts, e.g. "2,4,8"; NULL = 2,4,8 */
+    unsigned ct_tx;          /* contention group: transactions per configuration; 0 = 1000 */
 } bench_opts;
 
 typedef enum bench_kind { BENCH_SQLITE = 0, BENCH_PG = 1, BENCH_MYSQL = 2 } bench_kind;
@@ -131,6 +134,7 @@ void bench_results_free(void);
 typedef int (*bench_group_fn)(const bench_opts *o, bench_engine *engines, size_t n);
 int bench_group_overhead(const bench_opts *o, bench_engine *engines, size_t n);
 int bench_group_deadlock(const bench_opts *o, bench_engine *engines, size_t n);
+int bench_group_contention(const bench_opts *o, bench_engine *engines, size_t n);
 
 /* Copies src (NULL = "") into dst, truncating; always NUL-terminates. */
 void bench_strlcpy(char *dst, const char *src, size_t size);

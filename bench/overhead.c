@@ -27,7 +27,7 @@ static const shape shapes[] = {
     {"nested1", "BI(I)C", "(b) outer INSERT, then a nested level with one INSERT"},
     {"nested3", "BI(I(I(I)))C", "(c) outer INSERT and 3 nested levels, one INSERT each"},
     {"empty-nested", "BI()C", "(d) 1-insert transaction with an empty nested level"},
-    {"nested-only", "B(I)C", "nested level holding the only INSERT (the DESIGN.md 7 target shape)"},
+    {"nested-only", "B(I)C", "nested level holding the only INSERT (the shape of docs/design.md's targets)"},
 };
 #define NSHAPES (sizeof shapes / sizeof shapes[0])
 

@@ -113,6 +113,20 @@ static int prepare(txm_conn *c, batch_run *b)
     return 0;
 }
 
+/* Durable options promise a transaction of the batch's own. Inside a caller's transaction the
+ * batch is a savepoint whose work the caller may still roll back, so it is refused, as txm_begin
+ * refuses a nested durable level; the policy's tx counts too (it is the fallback for tx). */
+static int refuse_nested_durable(const txm_conn *c, const txm_batch_options *opts)
+{
+    const txm_tx_options *tx = opts->tx ? opts->tx : opts->retry ? opts->retry->tx : NULL;
+    if (!tx || !(tx->flags & TXM_TX_DURABLE))
+        return 0;
+    return txm__err(TXM_EMISUSE,
+                    "txm_batch: durable transaction options inside a transaction (depth %d); durable work "
+                    "must own its transaction so that its commit is final",
+                    txm_depth(c));
+}
+
 /* One attempt: fresh results, the run, and the per-statement outputs. */
 static int attempt(txm_conn *c, void *payload)
 {
@@ -200,6 +214,8 @@ int txm_batch(txm_conn *c, txm_batch_stmt *stmts, size_t n, const txm_batch_opti
     b.tx = opts->tx;
     b.retry = opts->retry;
     b.outermost = txm_depth(c) == 0;
+    if (!b.outermost && (rc = refuse_nested_durable(c, opts)) != 0)
+        return txm__leave(c, rc);
     rc = prepare(c, &b);
     if (rc == 0) {
         if (b.outermost && opts->retry)

@@ -2,6 +2,7 @@
  * tx.c; this file turns API calls into application ops and hands them to it. */
 #include "internal.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,15 +12,37 @@
 
 static txm_conn *conn_of(txm_driver_conn *dc) { return (txm_conn *)(void *)((char *)dc - DC_OFFSET); }
 
+/* Size of a version 1 txm_open_options: a caller built against that header has no room for
+ * the fields version 2 added. */
+#define OPEN_OPTIONS_V1_SIZE offsetof(txm_open_options, autocommit_retries)
+
 int txm_open_options_init(txm_open_options *opts, unsigned version)
 {
     static const txm_open_options def = TXM_OPEN_OPTIONS_INIT;
     if (!opts)
         return txm__err(TXM_EINVALID, "txm_open_options_init: options are NULL");
-    if (version != TXM_OPEN_OPTIONS_VERSION)
-        return txm__err(TXM_EINVALID, "txm_open_options_init: unknown version %u (this txm knows %u)", version,
-                        (unsigned)TXM_OPEN_OPTIONS_VERSION);
-    *opts = def;
+    if (version != 1 && version != TXM_OPEN_OPTIONS_VERSION)
+        return txm__err(TXM_EINVALID, "txm_open_options_init: unknown version %u (this txm knows 1 and %u)",
+                        version, (unsigned)TXM_OPEN_OPTIONS_VERSION);
+    memcpy(opts, &def, version == 1 ? OPEN_OPTIONS_V1_SIZE : sizeof *opts);
+    opts->version = version;
+    return 0;
+}
+
+/* Copies the caller's options (any known version) into a full current struct. */
+static int copy_open_options(txm_open_options *dst, const txm_open_options *src)
+{
+    static const txm_open_options def = TXM_OPEN_OPTIONS_INIT;
+    *dst = def;
+    if (!src)
+        return 0;
+    if (src->version != 1 && src->version != TXM_OPEN_OPTIONS_VERSION)
+        return txm__err(TXM_EINVALID, "txm_open: open options have unknown version %u (this txm knows 1 and %u)",
+                        src->version, (unsigned)TXM_OPEN_OPTIONS_VERSION);
+    memcpy(dst, src, src->version == 1 ? OPEN_OPTIONS_V1_SIZE : sizeof *dst);
+    if (dst->autocommit_retries > TXM_AUTOCOMMIT_RETRIES_MAX)
+        return txm__err(TXM_EINVALID, "txm_open: autocommit_retries is %u; at most %u", dst->autocommit_retries,
+                        (unsigned)TXM_AUTOCOMMIT_RETRIES_MAX);
     return 0;
 }
 
@@ -72,11 +95,12 @@ static void list_drivers(char *buf, size_t size)
 
 int txm_open(txm_conn **out, const char *url, const txm_open_options *opts)
 {
-    static const txm_open_options def = TXM_OPEN_OPTIONS_INIT;
     char scheme[32];
     const txm_driver *drv;
     const txm_url *scope;
     txm_url *u = NULL;
+    txm_open_options o;
+    int url_retries = -1;
     txm_conn *c;
     int rc;
 
@@ -86,9 +110,8 @@ int txm_open(txm_conn **out, const char *url, const txm_open_options *opts)
         return txm__err(TXM_EINVALID, "txm_open: out is NULL");
     if (!url)
         return txm__err(TXM_EINVALID, "txm_open: url is NULL");
-    if (opts && opts->version != TXM_OPEN_OPTIONS_VERSION)
-        return txm__err(TXM_EINVALID, "txm_open: open options have unknown version %u (this txm knows %u)",
-                        opts->version, (unsigned)TXM_OPEN_OPTIONS_VERSION);
+    if ((rc = copy_open_options(&o, opts)) != 0)
+        return rc;
     rc = txm__url_scheme(url, scheme, sizeof scheme);
     if (rc)
         return rc; /* the message says what is wrong with the scheme */
@@ -98,9 +121,11 @@ int txm_open(txm_conn **out, const char *url, const txm_open_options *opts)
         list_drivers(names, sizeof names);
         return txm__err(TXM_ENOTFOUND, "txm_open: no driver for URL scheme '%s' (built-in drivers: %s)", scheme, names);
     }
-    rc = txm__url_parse(&u, url);
+    rc = txm__url_parse_core(&u, url, &url_retries);
     if (rc)
         return rc;
+    if (url_retries >= 0)
+        o.autocommit_retries = (unsigned)url_retries; /* the URL (deployment config) wins */
     c = txm__calloc(1, DC_OFFSET + drv->conn_size);
     if (!c) {
         txm__url_free(u);
@@ -110,7 +135,7 @@ int txm_open(txm_conn **out, const char *url, const txm_open_options *opts)
     c->dc = (txm_driver_conn *)(void *)((char *)c + DC_OFFSET);
     c->dc->driver = drv;
     c->url = u;
-    c->opts = opts ? *opts : def;
+    c->opts = o;
     txm__hooks_init(&c->captured);
     txm__hooks_init(&c->hook_queue);
     txm__err_init(&c->hook_err);
@@ -257,6 +282,49 @@ int txm__prepare_stmt(txm_conn *c, const char *who, const char *sql, const txm_v
     return 0;
 }
 
+/* ---- one application statement, retried at depth 0 when the connection asks for it -------- */
+
+typedef struct one_op {
+    const char *who;
+    const txm_op *proto; /* the op as built; each attempt runs a fresh copy */
+    txm_op run;          /* the last attempt's op (affected count, sink) */
+    unsigned attempts;
+} one_op;
+
+static int run_one_attempt(txm_conn *c, void *payload)
+{
+    one_op *o = payload;
+    txm_sink *sink = o->run.sink;
+    if (o->attempts++ > 0 && sink) {
+        /* The failed attempt may have buffered part of a result: start from an empty one. */
+        txm__sink_free(sink);
+        sink = txm__sink_new();
+    }
+    o->run = *o->proto;
+    o->run.sink = sink;
+    if (o->proto->sink && !sink)
+        return txm__err(TXM_ENOMEM, "%s: out of memory", o->who);
+    return txm__run_app_ops(c, &o->run, 1, false, NULL);
+}
+
+/* Runs *op (a statement or lock op) once, or, outside any transaction and with
+ * autocommit_retries set, under txm__autocommit_retry. The op is updated as the run left it
+ * (op->sink may be a new sink when an attempt was retried). */
+static int run_one(txm_conn *c, const char *who, txm_op *op)
+{
+    one_op o;
+    int rc;
+    if (c->depth > 0 || c->opts.autocommit_retries == 0)
+        return txm__run_app_ops(c, op, 1, false, NULL); /* a test baseline counts as depth 1 */
+    o.who = who;
+    o.proto = op;
+    o.run = *op;
+    o.attempts = 0;
+    rc = txm__autocommit_retry(c, who, run_one_attempt, &o);
+    *op = o.run;
+    return rc;
+}
+
 static int exec_stmt(txm_conn *c, const char *sql, const txm_value *params, size_t n, int64_t *affected_out)
 {
     txm_op op;
@@ -264,7 +332,7 @@ static int exec_stmt(txm_conn *c, const char *sql, const txm_value *params, size
     int rc = txm__prepare_stmt(c, "txm_exec", sql, params, n, &op, &rw);
     if (rc)
         return rc;
-    rc = txm__run_app_ops(c, &op, 1, false, NULL);
+    rc = run_one(c, "txm_exec", &op);
     txm__free(rw);
     if (rc == 0 && affected_out)
         *affected_out = op.affected;
@@ -296,7 +364,7 @@ static int query_stmt(const char *who, txm_rows **out, txm_conn *c, const char *
         txm__free(rw);
         return txm__err(TXM_ENOMEM, "%s: out of memory", who);
     }
-    rc = txm__run_app_ops(c, &op, 1, false, NULL);
+    rc = run_one(c, who, &op);
     txm__free(rw);
     if (rc) {
         txm__sink_free(op.sink);
@@ -386,7 +454,7 @@ static int lock_op(txm_conn *c, const char *who, const char *key, unsigned flags
     op.lock_flags = flags;
     op.timeout_ms = timeout_ms;
     op.affected = -1;
-    return txm__leave(c, txm__run_app_ops(c, &op, 1, false, NULL));
+    return txm__leave(c, run_one(c, who, &op));
 }
 
 int txm_lock(txm_conn *c, const char *key, unsigned flags, int timeout_ms)

@@ -71,6 +71,11 @@ TXM_INTERNAL double txm__strtod(const char *s, char **end);
  * scheme:opaque[?k=v&...]; a bracketed IPv6 host is accepted. */
 TXM_INTERNAL int txm__url_parse(txm_url **out, const char *s);
 TXM_INTERNAL void txm__url_free(txm_url *u);
+/* txm__url_parse for txm_open: also reads txm's own URL parameter txm_autocommit_retries=N
+ * (*autocommit_retries = N, or -1 when absent; TXM_EINVALID when malformed, given twice or
+ * percent-encoded) and returns the URL WITHOUT it, so that no driver (libpq rejects unknown
+ * parameters) ever sees it. */
+TXM_INTERNAL int txm__url_parse_core(txm_url **out, const char *s, int *autocommit_retries);
 /* The scheme of `s` (letters, digits, + - .) copied into buf, or TXM_EINVALID. */
 TXM_INTERNAL int txm__url_scheme(const char *s, char *buf, size_t size);
 /* THE secret scrubber (the only one in txm; see url.c). Copies src into dst (always
@@ -217,6 +222,11 @@ TXM_INTERNAL int txm__prepare_stmt(txm_conn *c, const char *who, const char *sql
 typedef int (*txm__attempt_fn)(txm_conn *c, void *payload);
 TXM_INTERNAL int txm__retry_loop(txm_conn *c, const txm_retry_policy *p, const char *who, txm__attempt_fn attempt,
                                  void *payload);
+/* Runs attempt(c, payload), one statement outside any transaction, and re-runs it while it fails
+ * with TXM_EDEADLOCK or TXM_ESERIALIZATION, at most c->opts.autocommit_retries more times, with
+ * the default policy's backoff; counts the re-runs in c->stats.autocommit_retries and logs them
+ * (core/retry.c). The caller checks that no transaction (or baseline) is open. */
+TXM_INTERNAL int txm__autocommit_retry(txm_conn *c, const char *who, txm__attempt_fn attempt, void *payload);
 /* Logs through the connection's callback. */
 TXM_INTERNAL void txm__log(txm_conn *c, txm_log_level level, const char *fmt, ...) TXM_PRINTF(3, 4);
 

@@ -110,7 +110,10 @@ int txm_retry(txm_conn *c, const txm_retry_policy *p, txm_body_cb body, void *pa
     return txm__leave(c, txm__retry_loop(c, p, "txm_retry", run_atomic, &a));
 }
 
-int txm__retry_loop(txm_conn *c, const txm_retry_policy *p, const char *who, txm__attempt_fn attempt, void *payload)
+/* The loop behind txm_retry, txm_batch's retry and the autocommit retry; `counter` is the
+ * txm_stats field that counts its retries. */
+static int retry_loop(txm_conn *c, const txm_retry_policy *p, const char *who, txm__attempt_fn attempt, void *payload,
+                      uint64_t *counter)
 {
     static const txm_retry_policy def = TXM_RETRY_POLICY_INIT;
     txm_err_rec last;
@@ -158,8 +161,52 @@ int txm__retry_loop(txm_conn *c, const txm_retry_policy *p, const char *who, txm
                 if (c->closing)
                     return rc;
             }
-            c->stats.retries++;
+            (*counter)++;
             txm__sleep_us(delay);
         }
     }
+}
+
+int txm__retry_loop(txm_conn *c, const txm_retry_policy *p, const char *who, txm__attempt_fn attempt, void *payload)
+{
+    return retry_loop(c, p, who, attempt, payload, &c->stats.retries);
+}
+
+/* ---- autocommit statements ------------------------------------------------------------------ */
+
+typedef struct autocommit_ctx {
+    txm_conn *c;
+    const char *who;
+    unsigned max_attempts;
+} autocommit_ctx;
+
+/* Only the category and SQLSTATE are logged: the engine's message may quote row values. */
+static void log_autocommit_retry(unsigned attempt, const txm_error *err, void *payload)
+{
+    const autocommit_ctx *a = payload;
+    txm__log(a->c, TXM_LOG_INFO,
+             "%s: statement outside a transaction failed with %s (SQLSTATE '%s', native %d), attempt %u of %u; the "
+             "engine rolled it back: running it again",
+             a->who, txm_err_name(err->code), err->sqlstate, err->native_code, attempt, a->max_attempts);
+}
+
+int txm__autocommit_retry(txm_conn *c, const char *who, txm__attempt_fn attempt, void *payload)
+{
+    txm_retry_policy p = TXM_RETRY_POLICY_INIT;
+    autocommit_ctx a;
+    uint64_t before = c->stats.autocommit_retries;
+    int rc;
+    a.c = c;
+    a.who = who;
+    a.max_attempts = c->opts.autocommit_retries + 1;
+    p.max_attempts = a.max_attempts;
+    p.retry_on = TXM_RETRY_DEADLOCK | TXM_RETRY_SERIALIZATION; /* never ELOCK_TIMEOUT, ECONNECTION... */
+    p.before_retry = log_autocommit_retry;
+    p.payload = &a;
+    rc = retry_loop(c, &p, who, attempt, payload, &c->stats.autocommit_retries);
+    if (c->stats.autocommit_retries != before)
+        txm__log(c, rc ? TXM_LOG_INFO : TXM_LOG_DEBUG, "%s: %s after %llu retr%s outside a transaction%s%s", who,
+                 rc ? "gave up" : "succeeded", (unsigned long long)(c->stats.autocommit_retries - before),
+                 c->stats.autocommit_retries - before == 1 ? "y" : "ies", rc ? ": " : "", rc ? txm_err_name(rc) : "");
+    return rc;
 }

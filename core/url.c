@@ -891,3 +891,100 @@ const char *txm_url_param_get(const txm_url *u, const char *key)
             return u->params[i].value;
     return NULL;
 }
+
+/* ---- txm's own parameters: read by the core, removed before any driver sees the URL ---------- */
+
+#define CORE_RETRIES_KEY "txm_autocommit_retries"
+
+/* Copies full[0..n) into buf without every parameter named `key` of the query that starts at
+ * `query` (the index after the '?'); the '?' goes too when nothing is left. Returns how many
+ * were removed. */
+static size_t strip_param(const char *full, size_t n, size_t query, const char *key, char *buf)
+{
+    size_t klen = strlen(key), i, e, o = query, removed = 0;
+    memcpy(buf, full, query);
+    for (i = query; i <= n; i = e + 1) {
+        e = find_chr(full, i, n, '&');
+        if (e == NONE)
+            e = n;
+        if (e - i >= klen && memcmp(full + i, key, klen) == 0 && (i + klen == e || full[i + klen] == '=')) {
+            removed++;
+        } else if (e > i) {
+            if (o > query)
+                buf[o++] = '&';
+            memcpy(buf + o, full + i, e - i);
+            o += e - i;
+        }
+    }
+    if (o == query)
+        o--; /* nothing kept: drop the '?' */
+    buf[o] = '\0';
+    return removed;
+}
+
+static int parse_retries(const txm_url *u, const char *v, int *out)
+{
+    unsigned long r = 0;
+    size_t i;
+    for (i = 0; v[i]; i++) {
+        if (!is_digit((unsigned char)v[i]) || (r = r * 10 + (unsigned long)(v[i] - '0')) > TXM_AUTOCOMMIT_RETRIES_MAX)
+            break;
+    }
+    if (i == 0 || v[i])
+        return txm__err(TXM_EINVALID,
+                        "txm_open: URL '%s': " CORE_RETRIES_KEY "='%s' must be a whole number from 0 to %u", u->redacted,
+                        v, (unsigned)TXM_AUTOCOMMIT_RETRIES_MAX);
+    *out = (int)r;
+    return 0;
+}
+
+int txm__url_parse_core(txm_url **out, const char *s, int *autocommit_retries)
+{
+    txm_url *u = NULL, *inner = NULL;
+    const char *v = NULL;
+    size_t i, count = 0, n, removed;
+    url_split sp;
+    char *buf;
+    int rc;
+
+    *out = NULL;
+    *autocommit_retries = -1;
+    if ((rc = txm__url_parse(&u, s)) != 0)
+        return rc;
+    for (i = 0; i < u->nparams; i++) {
+        if (strcmp(u->params[i].key, CORE_RETRIES_KEY) == 0) {
+            count++;
+            v = u->params[i].value;
+        }
+    }
+    if (count == 0) {
+        *out = u;
+        return 0;
+    }
+    if (count > 1 || (rc = parse_retries(u, v, autocommit_retries)) != 0) {
+        if (count > 1)
+            rc = txm__err(TXM_EINVALID, "txm_open: URL '%s' gives " CORE_RETRIES_KEY " %zu times", u->redacted, count);
+        txm__url_free(u);
+        return rc;
+    }
+    n = strlen(s);
+    split(s, n, scheme_len(s), &sp);
+    buf = txm__malloc(n + 1);
+    if (!buf) {
+        txm__url_free(u);
+        return txm__err(TXM_ENOMEM, "txm_open: out of memory");
+    }
+    removed = sp.query == NONE ? 0 : strip_param(s, n, sp.query, CORE_RETRIES_KEY, buf);
+    rc = removed == count ? txm__url_parse(&inner, buf) : 0;
+    txm__free(buf);
+    if (removed != count) {
+        /* A percent-encoded key the text scan cannot see would reach the driver: refuse. */
+        rc = txm__err(TXM_EINVALID, "txm_open: URL '%s': write " CORE_RETRIES_KEY " plainly (not percent-encoded)",
+                      u->redacted);
+    }
+    txm__url_free(u);
+    if (rc)
+        return rc;
+    *out = inner;
+    return 0;
+}

@@ -129,7 +129,10 @@ static int parse_at(const char *who, const char *v, fault_spec *s)
         const char *name;
         txm_op_kind kind;
     } ats[] = {{"begin", TXM_OP_BEGIN},     {"savepoint", TXM_OP_SAVEPOINT},     {"release", TXM_OP_RELEASE},
-               {"rollback_to", TXM_OP_ROLLBACK_TO}, {"commit", TXM_OP_COMMIT}, {"rollback", TXM_OP_ROLLBACK}};
+               {"rollback_to", TXM_OP_ROLLBACK_TO}, {"commit", TXM_OP_COMMIT}, {"rollback", TXM_OP_ROLLBACK},
+               /* every SQL statement (txm_exec, txm_query*): outside transactions the statement
+                * count never restarts, so a fault on N consecutive statements needs this */
+               {"statement", TXM_OP_STATEMENT}};
     size_t i;
     for (i = 0; i < sizeof ats / sizeof ats[0]; i++) {
         if (strcmp(v, ats[i].name) == 0) {
@@ -143,7 +146,7 @@ static int parse_at(const char *who, const char *v, fault_spec *s)
         return parse_count(who, "fault_at", v, 1, &s->at_n);
     return txm__err(TXM_EINVALID,
                     "%s: fault_at='%s' is not a statement number (1, 2, ...) or one of begin, savepoint, release, "
-                    "rollback_to, commit, rollback",
+                    "rollback_to, commit, rollback, statement",
                     who, v);
 }
 

@@ -1709,7 +1709,9 @@ static int exec_flight(my_conn *c, my_flight *f)
         } else if (x->role == R_UNLOCK) {
             if (scalar != 1) {
                 f->out->completed = x->op;
-                return txm_driver_error(TXM_EMISUSE, NULL, "advisory lock '%s' is not held by this connection%s",
+                /* TXM_ENOTFOUND like PostgreSQL's "lock not held": the category is portable. */
+                return txm_driver_error(TXM_ENOTFOUND, NULL,
+                                        "txm_unlock('%s'): lock not held: this connection holds no advisory lock on it%s",
                                         op->key, scalar == 0 ? " (another connection holds it)" : "");
             }
             if (op->lock_flags & TXM_LOCK_TX) {

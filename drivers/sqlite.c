@@ -283,9 +283,11 @@ static int report(sq_conn *c, int ext, sq_ctx ctx, const char *what)
 
     switch (code) {
     case TXM_ELOCK_TIMEOUT:
+        /* SQLite's own text ("database is locked") says what happened; txm adds how long it
+         * waited, without repeating the engine's words. */
         if ((ext & 0xff) == SQLITE_BUSY)
-            return txm_driver_error(code, &d, "%s: database is locked; gave up after busy_timeout=%d ms (%s)",
-                                    what, c->busy_timeout_ms, msg);
+            return txm_driver_error(code, &d, "%s: %s; gave up after busy_timeout=%d ms", what, msg,
+                                    c->busy_timeout_ms);
         break;
     case TXM_EDEADLOCK:
         return txm_driver_error(code, &d,

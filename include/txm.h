@@ -165,14 +165,28 @@ typedef struct txm_rows txm_rows;
 typedef enum txm_log_level { TXM_LOG_ERROR = 0, TXM_LOG_WARN = 1, TXM_LOG_INFO = 2, TXM_LOG_DEBUG = 3 } txm_log_level;
 typedef void (*txm_log_cb)(txm_log_level level, const char *message, void *payload);
 
-#define TXM_OPEN_OPTIONS_VERSION 1
+/* Version 2 added autocommit_retries; version 1 structs (without it) are still accepted. */
+#define TXM_OPEN_OPTIONS_VERSION 2
+#define TXM_AUTOCOMMIT_RETRIES_MAX 100
 typedef struct txm_open_options {
     unsigned version;
     txm_log_cb log;          /* NULL: no logging. Messages never contain passwords. */
     void *log_payload;
     txm_log_level log_level; /* messages above this level are not produced */
+    /* Version 2. Extra attempts (0 = off, the default; at most TXM_AUTOCOMMIT_RETRIES_MAX) for a
+     * statement run OUTSIDE a transaction (txm_exec, txm_query, txm_query_i64, txm_lock,
+     * txm_unlock at depth 0) that fails with TXM_EDEADLOCK or TXM_ESERIALIZATION: the engine
+     * rolled that single statement back, so running it again is safe. Backoff as txm_retry's
+     * default policy. Never inside a transaction (nor a test baseline), never txm_batch (use its
+     * retry option), never another category (TXM_ECONNECTION: the statement may have run).
+     * Counted in txm_stats.autocommit_retries. The URL parameter txm_autocommit_retries=N (any
+     * driver; removed before the driver sees the URL) overrides this field when present. See
+     * docs/semantics.md, "Retrying autocommit statements". */
+    unsigned autocommit_retries;
 } txm_open_options;
-#define TXM_OPEN_OPTIONS_INIT { TXM_OPEN_OPTIONS_VERSION, NULL, NULL, TXM_LOG_WARN }
+#define TXM_OPEN_OPTIONS_INIT { TXM_OPEN_OPTIONS_VERSION, NULL, NULL, TXM_LOG_WARN, 0 }
+/* Fills opts with the defaults of `version` (1 or 2): a version 1 struct is only as large as
+ * version 1 was, so only its fields are written. */
 TXM_EXTERN int txm_open_options_init(txm_open_options *opts, unsigned version);
 
 /*
@@ -180,6 +194,8 @@ TXM_EXTERN int txm_open_options_init(txm_open_options *opts, unsigned version);
  *   sqlite:PATH | sqlite::memory: | sqlite:PATH?busy_timeout=MS&mode=ro|rw|rwc&foreign_keys=0|1&journal=wal
  *   postgresql://... | postgres://...   (passed to libpq unchanged)
  *   mysql://user:pass@host:port/db?opts | mariadb://...
+ * Every driver also takes txm_autocommit_retries=N (see txm_open_options), which txm removes
+ * before the driver sees the URL.
  * On failure *out is NULL and nothing needs closing. Errors: TXM_EINVALID (bad URL or options),
  * TXM_ENOTFOUND (no driver for the scheme), TXM_ECONNECTION, TXM_EAUTH, TXM_ENOMEM.
  */
@@ -273,7 +289,9 @@ typedef enum txm_isolation {
 
 /* Version 2 added lock_timeout_ms and statement_timeout_ms. A version-1 struct (the first three
  * fields only) is still accepted by txm_begin, txm_atomic, txm_batch and txm_retry, and
- * txm_tx_options_init(opts, 1) fills only those three fields. */
+ * txm_tx_options_init(opts, 1) fills only those three fields. Initialize with TXM_TX_OPTIONS_INIT,
+ * txm_tx_options_init or designated initializers ({.version = TXM_TX_OPTIONS_VERSION, .flags = ...}):
+ * a positional list stays correct when fields are added (they are zero) but warns under -Wextra. */
 #define TXM_TX_OPTIONS_VERSION 2
 /* Largest per-transaction timeout, in milliseconds (PostgreSQL's limit for both settings). */
 #define TXM_TX_TIMEOUT_MAX_MS 2147483647u
@@ -361,10 +379,13 @@ TXM_EXTERN int txm_on_rollback(txm_conn *c, txm_hook_cb fn, void *payload, void 
 #define TXM_RETRY_POLICY_VERSION 1
 typedef struct txm_retry_policy {
     unsigned version;
-    unsigned max_attempts;    /* total attempts, >= 1 (default 5) */
+    unsigned max_attempts;    /* total attempts, >= 1 (default 30: with 8 SERIALIZABLE writers on
+                               * one row no transaction gave up in any measured run; 5, the old
+                               * default, gave up on up to 12 %: docs/semantics.md, "Sizing the
+                               * retry policy") */
     unsigned base_delay_us;   /* backoff base (default 2000) */
     unsigned max_delay_us;    /* backoff cap (default 200000) */
-    unsigned deadline_ms;     /* 0 = none; no attempt starts after this budget is spent */
+    unsigned deadline_ms;     /* 0 = none (default); no attempt starts after this budget is spent */
     unsigned retry_on;        /* TXM_RETRY_* (default TXM_RETRY_DEFAULT) */
     const txm_tx_options *tx; /* options of each attempt's transaction; NULL = defaults */
     /* Called before each retry with the attempt number that failed (1-based) and its error. */
@@ -372,7 +393,7 @@ typedef struct txm_retry_policy {
     void *payload;
     uint64_t seed;            /* 0 = random; otherwise a fixed jitter sequence (tests) */
 } txm_retry_policy;
-#define TXM_RETRY_POLICY_INIT { TXM_RETRY_POLICY_VERSION, 5, 2000, 200000, 0, TXM_RETRY_DEFAULT, NULL, NULL, NULL, 0 }
+#define TXM_RETRY_POLICY_INIT { TXM_RETRY_POLICY_VERSION, 30, 2000, 200000, 0, TXM_RETRY_DEFAULT, NULL, NULL, NULL, 0 }
 TXM_EXTERN int txm_retry_policy_init(txm_retry_policy *p, unsigned version);
 
 /* Runs body in a fresh transaction (BEGIN, body, COMMIT) and retries the whole attempt after a
@@ -410,7 +431,9 @@ typedef struct txm_batch_stmt {
 #define TXM_BATCH_OPTIONS_VERSION 1
 typedef struct txm_batch_options {
     unsigned version;
-    const txm_tx_options *tx;       /* depth 0 only: the transaction's options; NULL = defaults */
+    const txm_tx_options *tx;       /* depth 0 only: the transaction's options; NULL = defaults.
+                                     * With TXM_TX_DURABLE (here or in retry->tx) inside a
+                                     * transaction: TXM_EMISUSE, nothing sent */
     const txm_retry_policy *retry;  /* depth 0 only: retry the whole batch on transient errors, as
                                      * txm_retry would; NULL = run once. Ignored inside a transaction
                                      * (the caller's transaction decides). */
@@ -445,10 +468,12 @@ TXM_EXTERN int txm_quote_ident(const txm_conn *c, char *buf, size_t size, const 
 TXM_EXTERN const char *txm_sql_row_lock(const txm_conn *c, unsigned mode);
 
 /* ---------------------------------------------------------------------------------------------
- * Advisory locks (TXM_CAP_ADVISORY_LOCKS). Keys are strings; see docs/semantics.md for how each
- * driver maps them. timeout_ms: <0 waits forever, 0 tries once, >0 waits that long
- * (TXM_ELOCK_TIMEOUT after). Transaction-scoped locks need an open transaction and are released
- * when it ends; session-scoped ones by txm_unlock or txm_close.
+ * Advisory locks (TXM_CAP_ADVISORY_LOCKS). Keys are strings; how each driver maps them:
+ * docs/driver-postgresql.md "Advisory locks" (a bigint or an int4 pair), docs/driver-mysql.md
+ * "Advisory locks" (GET_LOCK names; exclusive only); SQLite has none. timeout_ms: <0 waits
+ * forever, 0 tries once, >0 waits that long (TXM_ELOCK_TIMEOUT after). Transaction-scoped locks
+ * need an open transaction and are released when it ends; session-scoped ones by txm_unlock or
+ * txm_close. txm_unlock of a session lock this connection does not hold: TXM_ENOTFOUND.
  * ------------------------------------------------------------------------------------------- */
 #define TXM_LOCK_EXCLUSIVE 0x0u
 #define TXM_LOCK_SHARED 0x1u
@@ -489,6 +514,10 @@ typedef struct txm_stats {
     uint64_t hooks_run;
     uint64_t hooks_failed;
     uint64_t tx_savepoints;  /* SAVEPOINTs sent in the current (or last) top-level transaction */
+    /* Added after 0.1.0. txm_stats has no version field and txm_stats_get writes the whole
+     * struct: a program built against a header without this field must be rebuilt
+     * (docs/decisions.md). */
+    uint64_t autocommit_retries; /* statements re-run at depth 0 (txm_open_options.autocommit_retries) */
 } txm_stats;
 TXM_EXTERN void txm_stats_get(const txm_conn *c, txm_stats *out);
 TXM_EXTERN void txm_stats_reset(txm_conn *c);

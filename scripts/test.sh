@@ -36,7 +36,7 @@ root=$(pwd)
 . scripts/lib.sh
 
 # Packages: build, tests, servers. The fuzz harness's needs are added here as they are requested.
-PKGS=(meson ninja-build pkg-config gcc libc6-dev clang libcriterion-dev
+PKGS=(meson ninja-build pkg-config gcc libc6-dev python3 clang libcriterion-dev
     libclang-rt-14-dev libpq-dev libmariadb-dev libsqlite3-dev postgresql-15 mariadb-server locales pgbouncer)
 
 t_start=$SECONDS

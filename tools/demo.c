@@ -411,6 +411,7 @@ int txm_tool_demo(int argc, char **argv)
 {
     char tmpdir[4096] = "", url_buf[4200], url_buf2[4400], url_billing[4400], shown[4400];
     const char *url = NULL, *billing_url;
+    int skipped_billing = 0;
     demo d;
     int i, rc, status = 1;
 
@@ -474,8 +475,15 @@ int txm_tool_demo(int argc, char **argv)
     if (setup(&d) || story_nesting(&d) || story_hooks(&d) || story_poisoning(&d) || story_retry(&d))
         goto done;
     print_stats(d.c);
-    if (txm_tool_demo_billing(billing_url))
+    if (strstr(d.url, ":memory:")) {
+        /* Every billing story runs several connections on one database (writers racing, a
+         * worker claiming what another queued): a private in-memory database cannot show that. */
+        printf("\n5.-9. Billing stories\n   skipped: they need a database that several connections "
+               "share (not :memory:); run `txm demo` without --url to see them on a file\n");
+        skipped_billing = 1;
+    } else if (txm_tool_demo_billing(billing_url)) {
         goto done;
+    }
     status = 0;
 done:
     if (d.c) {
@@ -486,6 +494,11 @@ done:
     }
     if (tmpdir[0])
         remove_tmp(tmpdir);
-    printf("%s\n", status == 0 ? "\ndemo finished: all nine stories behaved as told" : "\ndemo FAILED");
+    if (status != 0)
+        printf("\ndemo FAILED (the reason is on standard error)\n");
+    else if (skipped_billing)
+        printf("\ndemo finished: the stories one in-memory connection can tell (1-3) behaved as told; 4-9 were skipped\n");
+    else
+        printf("\ndemo finished: all nine stories behaved as told\n");
     return status;
 }

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "txm/fault.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SWEEP_LSAN 1
@@ -332,6 +333,37 @@ static void sc_open(void)
     } else if (x != NULL) {
         violation(cur_n, "txm_open failed but *out is not NULL");
     }
+    txm_close(x);
+}
+
+/* An autocommit statement retried twice (txm_autocommit_retries, through the fault driver): the
+ * URL the core strips, and the query's result buffer started afresh at each attempt. */
+static void sc_autocommit_retry(void)
+{
+    char u[sizeof url + 64];
+    txm_conn *x = NULL;
+    txm_rows *r = NULL;
+    txm_stats st;
+    int rc;
+    snprintf(u, sizeof u, "%s%s%ctxm_autocommit_retries=2", strncmp(url, "fault+", 6) == 0 ? "" : "fault+", url,
+             strchr(url, '?') ? '&' : '?');
+    rc = expect_ok_or_nomem("txm_open", txm_open(&x, u, NULL));
+    if (rc) {
+        if (x != NULL)
+            violation(cur_n, "txm_open failed but *out is not NULL");
+        return;
+    }
+    rc = expect_ok_or_nomem("txm_fault_set", txm_fault_set(x, "fault=deadlock&fault_at=statement&fault_times=2"));
+    if (rc == 0)
+        rc = expect_ok_or_nomem("txm_query", txm_query(&r, x, "SELECT 1", NULL, 0));
+    if (rc == 0) {
+        txm_stats_get(x, &st);
+        if (txm_rows_count(r) != 1 || !txm_rows_next(r) || txm_rows_get_i64(r, 0) != 1)
+            violation(cur_n, "the retried query returned the wrong rows");
+        if (st.autocommit_retries != 2)
+            violation(cur_n, "autocommit_retries = %llu, expected 2", (unsigned long long)st.autocommit_retries);
+    }
+    txm_rows_free(r);
     txm_close(x);
 }
 
@@ -737,6 +769,7 @@ static void sc_batch(void)
 /* ---- tests -------------------------------------------------------------------------------- */
 
 Test(sweep, open) { sweep("open", NULL, sc_open, false); }
+Test(sweep, autocommit_retry) { sweep("autocommit-retry", NULL, sc_autocommit_retry, false); }
 Test(sweep, nested_commit_hooks) { sweep("nested-commit", NULL, sc_nested_commit, false); }
 Test(sweep, nested_rollback_hooks) { sweep("nested-rollback", NULL, sc_nested_rollback, false); }
 Test(sweep, retry) { sweep("retry", NULL, sc_retry, false); }

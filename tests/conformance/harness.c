@@ -414,6 +414,7 @@ txm_stats conf_delta(txm_conn *c, const txm_stats *b)
     CONF_D_(retries);
     CONF_D_(hooks_run);
     CONF_D_(hooks_failed);
+    CONF_D_(autocommit_retries);
 #undef CONF_D_
     d.tx_savepoints = a.tx_savepoints;
     return d;

@@ -1,5 +1,6 @@
-/* Durable levels, transaction assertions, options valid only at the outermost level (DESIGN §4.6),
- * and the test baseline (txm_test_baseline), modelled on Django's durable=True and TestCase. */
+/* Durable levels, transaction assertions, options valid only at the outermost level (docs/semantics.md
+ * "Levels", "Test baseline"), and the test baseline (txm_test_baseline), modelled on Django's durable=True
+ * and TestCase. */
 #include "harness.h"
 
 Test(durable, outermost_ok, .init = conf_init_shared, .fini = conf_fini)
@@ -328,4 +329,37 @@ Test(baseline, close_frees_captured_hooks_and_rolls_back, .init = conf_init_shar
     txm_conn *b = conf_open_other();
     cr_assert(conf_count(b, "t_item") == 0, "closing a connection in a baseline committed its work");
     txm_close(b);
+}
+
+/* Durable batch options inside a transaction: txm_batch would be a savepoint whose work the
+ * caller may still roll back, so it is refused like a nested durable level (found while writing
+ * docs/cookbook.md, "Durable and retried together": it used to run as a savepoint silently). */
+Test(durable, batch_durable_inside_transaction_is_misuse, .init = conf_init, .fini = conf_fini)
+{
+    txm_tx_options d = TXM_TX_OPTIONS_INIT;
+    txm_retry_policy p = TXM_RETRY_POLICY_INIT;
+    txm_batch_options by_tx = TXM_BATCH_OPTIONS_INIT, by_policy = TXM_BATCH_OPTIONS_INIT;
+    txm_batch_stmt s = {"INSERT INTO t_item (id) VALUES (3)", NULL, 0, NULL, 0, 0};
+    d.flags = TXM_TX_DURABLE;
+    by_tx.tx = &d;
+    p.tx = &d; /* the policy's tx is the fallback for opts->tx */
+    by_policy.retry = &p;
+    txm_tx *outer = conf_begin(conf.c);
+    CONF_OK(conf_item(conf.c, 1));
+    txm_stats before, after;
+    txm_stats_get(conf.c, &before);
+    CONF_RC(TXM_EMISUSE, txm_batch(conf.c, &s, 1, &by_tx));
+    conf_err e = conf_last_err();
+    cr_assert(strstr(e.message, "txm_batch") && strstr(e.message, "durable"), "message: %s", e.message);
+    cr_assert(s.status == TXM_ECANCELED, "status %d: the statement must not have run", s.status);
+    CONF_RC(TXM_EMISUSE, txm_batch(conf.c, &s, 1, &by_policy));
+    txm_stats_get(conf.c, &after);
+    cr_assert(after.round_trips == before.round_trips, "a refused batch sent something");
+    cr_assert(txm_depth(conf.c) == 1);
+    CONF_OK(conf_item(conf.c, 2)); /* the caller's transaction is not poisoned */
+    CONF_OK(txm_commit(outer));
+    cr_assert(conf_count(conf.c, "t_item") == 2);
+    /* At depth 0 the same options are a durable batch of its own. */
+    CONF_OK(txm_batch(conf.c, &s, 1, &by_tx));
+    cr_assert(conf_count(conf.c, "t_item") == 3);
 }

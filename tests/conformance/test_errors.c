@@ -1,7 +1,38 @@
-/* Error classification (DESIGN §3): every category the engine can produce, with the engine's own
- * codes and the names it gives (constraint on PostgreSQL and MySQL/MariaDB, table.column on SQLite).
- * Classification is by code, never by message text; messages must still name the problem. */
+/* Error classification (docs/design.md "Error table", docs/errors.md): every category the engine can
+ * produce, with the engine's own codes and the names it gives (constraint on PostgreSQL and MySQL/MariaDB,
+ * table.column on SQLite). Classification is by code, never by message text; messages must still name the
+ * problem. */
+#include <strings.h>
+
 #include "harness.h"
+
+/* Asserts that no clause of a message says the same thing twice ("database is locked; gave up
+ * after ... (database is locked)"): a driver that adds its own words to the engine's text must not
+ * repeat it. Clauses are the pieces between ';', ':', '(' and ')', trimmed; short ones
+ * (a number, "id") may repeat. */
+static void assert_no_repeated_clause(const char *what, const char *msg)
+{
+    enum { MAXC = 32, MINLEN = 8 };
+    const char *start[MAXC];
+    size_t len[MAXC], n = 0;
+    const char *p = msg;
+    while (*p && n < MAXC) {
+        size_t k = strcspn(p, ";:()");
+        const char *b = p, *e = p + k;
+        while (b < e && *b == ' ')
+            b++;
+        while (e > b && e[-1] == ' ')
+            e--;
+        if ((size_t)(e - b) >= MINLEN) {
+            for (size_t i = 0; i < n; i++)
+                cr_assert(!(len[i] == (size_t)(e - b) && strncasecmp(start[i], b, len[i]) == 0),
+                          "%s: the message says \"%.*s\" twice: %s", what, (int)len[i], start[i], msg);
+            start[n] = b;
+            len[n++] = (size_t)(e - b);
+        }
+        p += k + (p[k] != '\0');
+    }
+}
 
 /* Checks rc, txm_error_last() and txm_err_name for an expected category. */
 #define EXPECT_ERR(want, expr) expect_err_((want), #want, (expr), #expr)
@@ -13,6 +44,7 @@ static conf_err expect_err_(int want, const char *want_name, int rc, const char 
     cr_assert(e.code == want, "txm_error_last()->code is %s, the call returned %s", e.name, want_name);
     cr_assert_str_eq(txm_err_name(rc), want_name, "txm_err_name(%d)", rc);
     cr_assert(e.message[0] != '\0', "%s: empty message", what);
+    assert_no_repeated_clause(what, e.message);
     fprintf(stderr, "[%s] %s: %s sqlstate=%s native=%d constraint=%s table=%s column=%s | %s\n", conf.driver,
             what, e.name, e.sqlstate, e.native_code, e.constraint_name, e.table_name, e.column_name, e.message);
     return e;

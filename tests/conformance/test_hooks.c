@@ -1,7 +1,7 @@
-/* On-commit / on-rollback hooks (DESIGN §4.5). Adapted from Django tests/transaction_hooks/tests.py
- * (order, discarded with savepoints, robust hooks, hooks in hooks), Sequel's after_commit /
- * after_rollback specs and Laravel's callbacks-after-outermost-commit tests.
- * Every hook appends its name and ',' to conf_log, so the order can be asserted. */
+/* On-commit / on-rollback hooks (docs/semantics.md "Hooks"). Adapted from Django
+ * tests/transaction_hooks/tests.py (order, discarded with savepoints, robust hooks, hooks in hooks),
+ * Sequel's after_commit / after_rollback specs and Laravel's callbacks-after-outermost-commit tests. Every
+ * hook appends its name and ',' to conf_log, so the order can be asserted. */
 #include "harness.h"
 
 Test(hooks, run_in_registration_order_after_outermost_commit, .init = conf_init, .fini = conf_fini)

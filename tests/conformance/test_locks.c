@@ -1,6 +1,6 @@
-/* Advisory locks (DESIGN §4.8): exclusive/shared, session/transaction scope, timeouts. Two
- * connections contend for the same key; a driver without TXM_CAP_ADVISORY_LOCKS must say
- * TXM_ENOTSUPPORTED. */
+/* Advisory locks (docs/driver-postgresql.md, docs/driver-mysql.md "Advisory locks"): exclusive/shared,
+ * session/transaction scope, timeouts. Two connections contend for the same key; a driver without
+ * TXM_CAP_ADVISORY_LOCKS must say TXM_ENOTSUPPORTED. */
 #include "harness.h"
 
 static void need_locks(void)
@@ -49,6 +49,21 @@ Test(locks, transaction_lock_released_when_transaction_ends, .init = conf_init_s
         CONF_OK(txm_unlock(b, "txm-conf-tx", TXM_LOCK_EXCLUSIVE));
     }
     cr_assert(conf_count(conf.c, "t_item") == 1);
+    txm_close(b);
+}
+
+/* The category is portable: a caller's bookkeeping bug reads the same on every engine. */
+Test(locks, unlock_of_a_lock_not_held_is_enotfound, .init = conf_init_shared, .fini = conf_fini, .timeout = 60)
+{
+    need_locks();
+    txm_conn *b = conf_open_other();
+    CONF_RC(TXM_ENOTFOUND, txm_unlock(conf.c, "txm-conf-never", TXM_LOCK_EXCLUSIVE)); /* nobody holds it */
+    CONF_OK(txm_lock(b, "txm-conf-theirs", TXM_LOCK_EXCLUSIVE, 0));
+    CONF_RC(TXM_ENOTFOUND, txm_unlock(conf.c, "txm-conf-theirs", TXM_LOCK_EXCLUSIVE)); /* another holds it */
+    CONF_OK(txm_lock(b, "txm-conf-theirs", TXM_LOCK_EXCLUSIVE, 0)); /* b still holds it (twice now) */
+    CONF_OK(txm_unlock(b, "txm-conf-theirs", TXM_LOCK_EXCLUSIVE));
+    CONF_OK(txm_unlock(b, "txm-conf-theirs", TXM_LOCK_EXCLUSIVE));
+    CONF_RC(TXM_ENOTFOUND, txm_unlock(b, "txm-conf-theirs", TXM_LOCK_EXCLUSIVE)); /* counted: the third is one too many */
     txm_close(b);
 }
 

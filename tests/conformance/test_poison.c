@@ -1,6 +1,6 @@
-/* Poisoning (DESIGN §4.3): a statement error marks the innermost savepoint-owning level failed on
- * every driver, as PostgreSQL does natively ("current transaction is aborted"); later statements
- * are refused without a round trip, carrying the original error as cause. */
+/* Poisoning (docs/semantics.md "Poisoning (aborted transactions)"): a statement error marks the innermost
+ * savepoint-owning level failed on every driver, as PostgreSQL does natively ("current transaction is
+ * aborted"); later statements are refused without a round trip, carrying the original error as cause. */
 #include "harness.h"
 
 Test(poison, statement_after_error_refused_with_cause, .init = conf_init, .fini = conf_fini)

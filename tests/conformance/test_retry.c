@@ -1,7 +1,7 @@
-/* txm_retry (DESIGN §4.7). Adapted from Sequel's retry_on/num_retries/before_retry specs and
- * cockroach-go crdb/tx_test.go (retry to success, retry budget, non-retryable errors).
- * Real transient errors: a lock wait that times out (every engine, second connection) and a real
- * deadlock between two threads (servers). Recipes per engine: docs/conformance.md. */
+/* txm_retry (docs/semantics.md "Retry"). Adapted from Sequel's retry_on/num_retries/before_retry specs and
+ * cockroach-go crdb/tx_test.go (retry to success, retry budget, non-retryable errors). Real transient
+ * errors: a lock wait that times out (every engine, second connection) and a real deadlock between two
+ * threads (servers). Recipes per engine: docs/conformance.md. */
 #include "harness.h"
 #include "internal.h" /* txm__backoff_us: the jitter sequence of a seed */
 
@@ -313,7 +313,8 @@ Test(retry, policy_validated, .init = conf_init, .fini = conf_fini)
     CONF_RC(TXM_EINVALID, txm_retry_policy_init(&pol, 0));
     CONF_RC(TXM_EINVALID, txm_retry_policy_init(&pol, 99));
     CONF_OK(txm_retry_policy_init(&pol, TXM_RETRY_POLICY_VERSION));
-    cr_assert(pol.max_attempts == 5 && pol.retry_on == TXM_RETRY_DEFAULT);
+    cr_assert(pol.max_attempts == 30 && pol.base_delay_us == 2000 && pol.max_delay_us == 200000 &&
+              pol.deadline_ms == 0 && pol.retry_on == TXM_RETRY_DEFAULT);
 }
 
 /* ---- a real deadlock between two connections (servers) ---- */

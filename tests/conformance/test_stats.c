@@ -1,6 +1,6 @@
-/* Exact costs from txm_stats deltas (DESIGN §4.2 lazy savepoints). Control counts are decided by
- * the core and identical on every driver; round trips are exact only with TXM_CAP_PIPELINE, else
- * bounded and printed. */
+/* Exact costs from txm_stats deltas (docs/semantics.md "What is sent, and when (lazy savepoints)"). Control
+ * counts are decided by the core and identical on every driver; round trips are exact only with
+ * TXM_CAP_PIPELINE, else bounded and printed. */
 #include "harness.h"
 
 #define U(x) ((unsigned long long)(x))

@@ -985,10 +985,10 @@ Test(mysql, advisory_locks_across_two_connections, .init = setup, .timeout = 60)
     OK(txm_lock(a, "myt-job", TXM_LOCK_SESSION, 0));
     RC(TXM_ELOCK_TIMEOUT, txm_lock(b, "myt-job", TXM_LOCK_SESSION, 0));
     RC(TXM_ELOCK_TIMEOUT, txm_lock(b, "myt-job", TXM_LOCK_SESSION, 150)); /* fractional wait on MariaDB */
-    RC(TXM_EMISUSE, txm_unlock(b, "myt-job", TXM_LOCK_SESSION));         /* b does not hold it */
+    RC(TXM_ENOTFOUND, txm_unlock(b, "myt-job", TXM_LOCK_SESSION));         /* b does not hold it */
     OK(txm_unlock(a, "myt-job", TXM_LOCK_SESSION));
     OK(txm_lock(b, "myt-job", TXM_LOCK_SESSION, 0));
-    RC(TXM_EMISUSE, txm_unlock(a, "myt-job", TXM_LOCK_SESSION));
+    RC(TXM_ENOTFOUND, txm_unlock(a, "myt-job", TXM_LOCK_SESSION));
     OK(txm_unlock(b, "myt-job", TXM_LOCK_SESSION));
 
     /* transaction scope: released at COMMIT */

@@ -66,6 +66,11 @@ Test(options, retry_policy)
     cr_expect(eq(ptr, p.payload, def.payload));
     cr_expect(eq(u64, p.seed, def.seed));
     cr_expect(ge(u32, p.max_attempts, 1u));
+    /* The documented defaults (include/txm.h, docs/semantics.md "Sizing the retry policy"). */
+    cr_expect(eq(u32, p.max_attempts, 30u));
+    cr_expect(eq(u32, p.base_delay_us, 2000u));
+    cr_expect(eq(u32, p.max_delay_us, 200000u));
+    cr_expect(eq(u32, p.deadline_ms, 0u));
 }
 
 Test(options, open_options)
@@ -82,4 +87,36 @@ Test(options, open_options)
     cr_expect(o.log == def.log);
     cr_expect(eq(ptr, o.log_payload, def.log_payload));
     cr_expect(eq(int, (int)o.log_level, (int)def.log_level));
+    cr_expect(eq(u32, o.autocommit_retries, 0u)); /* opt-in */
+    cr_expect(eq(u32, o.autocommit_retries, def.autocommit_retries));
+}
+
+/* Version 1 is still accepted; its init writes nothing past the version 1 fields (a caller built
+ * against that header has no room for them). */
+Test(options, open_options_version_1)
+{
+    txm_open_options o;
+    memset(&o, 0xAB, sizeof o);
+    cr_assert(eq(u32, (unsigned)TXM_OPEN_OPTIONS_VERSION, 2u));
+    cr_assert(eq(int, txm_open_options_init(&o, 1), 0));
+    cr_expect(eq(u32, o.version, 1u));
+    cr_expect(eq(int, (int)o.log_level, (int)TXM_LOG_WARN));
+    cr_expect(eq(u32, o.autocommit_retries, 0xABABABABu), "a version 1 init wrote past the version 1 struct");
+    cr_expect(eq(int, txm_open_options_init(&o, 3), TXM_EINVALID));
+}
+
+Test(options, open_rejects_too_many_autocommit_retries)
+{
+    txm_open_options o;
+    txm_conn *c = (txm_conn *)(void *)&o;
+    cr_assert(eq(int, txm_open_options_init(&o, TXM_OPEN_OPTIONS_VERSION), 0));
+    o.autocommit_retries = TXM_AUTOCOMMIT_RETRIES_MAX + 1;
+    cr_expect(eq(int, txm_open(&c, "sqlite::memory:", &o), TXM_EINVALID));
+    cr_expect(eq(ptr, (void *)c, NULL));
+    cr_expect(strstr(txm_error_last()->message, "autocommit_retries") != NULL, "%s", txm_error_last()->message);
+    o.autocommit_retries = TXM_AUTOCOMMIT_RETRIES_MAX;
+    cr_assert(eq(int, txm_open(&c, "sqlite::memory:", &o), 0));
+    txm_close(c);
+    o.version = 3;
+    cr_expect(eq(int, txm_open(&c, "sqlite::memory:", &o), TXM_EINVALID));
 }

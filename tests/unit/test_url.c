@@ -386,3 +386,50 @@ Test(url, scheme_helper)
     cr_expect(eq(int, txm__url_scheme(NULL, buf, sizeof buf), TXM_EINVALID));
     cr_expect(eq(int, txm__url_scheme("a:b", NULL, 0), TXM_EINVALID));
 }
+
+/* txm's own parameter: read by the core and removed from the URL the driver gets. */
+static void core_case(const char *in, const char *want_full, int want_retries)
+{
+    txm_url *u = NULL;
+    int r = -2, rc = txm__url_parse_core(&u, in, &r);
+    cr_assert(eq(int, rc, 0), "'%s': %s", in, txm_error_last()->message);
+    cr_expect(eq(str, (char *)u->full, (char *)want_full), "'%s' stripped", in);
+    cr_expect(eq(int, r, want_retries), "'%s'", in);
+    cr_expect(eq(ptr, (void *)txm_url_param_get(u, "txm_autocommit_retries"), NULL));
+    txm__url_free(u);
+}
+
+Test(url, core_parameter_is_read_and_removed)
+{
+    core_case("sqlite::memory:", "sqlite::memory:", -1);
+    core_case("sqlite::memory:?txm_autocommit_retries=3", "sqlite::memory:", 3);
+    core_case("sqlite:/tmp/a.db?busy_timeout=5&txm_autocommit_retries=0", "sqlite:/tmp/a.db?busy_timeout=5", 0);
+    core_case("postgresql://u:p@h:5/db?txm_autocommit_retries=100&sslmode=disable&connect_timeout=3",
+              "postgresql://u:p@h:5/db?sslmode=disable&connect_timeout=3", 100);
+    core_case("mysql://u:p@h/db?charset=utf8mb4&txm_autocommit_retries=2&connect_timeout=3",
+              "mysql://u:p@h/db?charset=utf8mb4&connect_timeout=3", 2);
+    core_case("fault+sqlite::memory:?fault=none&txm_autocommit_retries=1", "fault+sqlite::memory:?fault=none", 1);
+    /* a similar name is not ours */
+    core_case("sqlite::memory:?txm_autocommit_retries_x=1", "sqlite::memory:?txm_autocommit_retries_x=1", -1);
+}
+
+static void core_fails(const char *in, const char *must_mention)
+{
+    txm_url *u = (txm_url *)(void *)&u;
+    int r = -2, rc = txm__url_parse_core(&u, in, &r);
+    cr_assert(eq(int, rc, TXM_EINVALID), "'%s' should be invalid", in);
+    cr_assert(eq(ptr, u, NULL));
+    cr_expect(strstr(txm_error_last()->message, must_mention) != NULL, "%s", txm_error_last()->message);
+    cr_expect(strstr(txm_error_last()->message, "s3cret") == NULL, "leaks: %s", txm_error_last()->message);
+}
+
+Test(url, core_parameter_errors)
+{
+    core_fails("postgresql://u:s3cret@h/db?txm_autocommit_retries=", "txm_autocommit_retries");
+    core_fails("postgresql://u:s3cret@h/db?txm_autocommit_retries=abc", "0 to 100");
+    core_fails("postgresql://u:s3cret@h/db?txm_autocommit_retries=-1", "txm_autocommit_retries");
+    core_fails("postgresql://u:s3cret@h/db?txm_autocommit_retries=101", "0 to 100");
+    core_fails("postgresql://u:s3cret@h/db?txm_autocommit_retries=99999999999999999999", "0 to 100");
+    core_fails("postgresql://u:s3cret@h/db?txm_autocommit_retries=1&txm_autocommit_retries=2", "2 times");
+    core_fails("postgresql://u:s3cret@h/db?txm%5Fautocommit_retries=1", "plainly");
+}
