@@ -56,6 +56,8 @@ Test(locks, transaction_lock_released_when_transaction_ends, .init = conf_init_s
 Test(locks, unlock_of_a_lock_not_held_is_enotfound, .init = conf_init_shared, .fini = conf_fini, .timeout = 60)
 {
     need_locks();
+    CONF_NEEDS_SESSION_POOLING("session-scoped advisory locks belong to a server session: behind the pooler the "
+                               "other connection's lock sits on a session this one may be lent next");
     txm_conn *b = conf_open_other();
     CONF_RC(TXM_ENOTFOUND, txm_unlock(conf.c, "txm-conf-never", TXM_LOCK_EXCLUSIVE)); /* nobody holds it */
     CONF_OK(txm_lock(b, "txm-conf-theirs", TXM_LOCK_EXCLUSIVE, 0));
