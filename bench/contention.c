@@ -229,7 +229,8 @@ static void run_config(const bench_engine *e, const ct_policy *pol, unsigned wri
 static int parse_policy(const char *s, size_t len, ct_policy *out)
 {
     static const txm_retry_policy def = TXM_RETRY_POLICY_INIT;
-    static const txm_tx_options serializable = {TXM_TX_OPTIONS_VERSION, 0, TXM_ISOLATION_SERIALIZABLE};
+    static const txm_tx_options serializable = {.version = TXM_TX_OPTIONS_VERSION,
+                                                .isolation = TXM_ISOLATION_SERIALIZABLE};
     unsigned a, b, c, d;
     char buf[64];
     if (len == 0 || len >= sizeof buf)

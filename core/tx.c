@@ -52,15 +52,71 @@ static void mark_failed(txm_tx *t, const txm_error *err)
     txm__err_copy(&t->fail_err, err);
 }
 
+/* Bytes of a txm_tx_options of `version` (0 for an unknown version): a caller compiled against an
+ * older txm.h has a smaller struct, so neither read nor write past its version's fields. */
+static size_t tx_options_size(unsigned version)
+{
+    switch (version) {
+    case 1:
+        return offsetof(txm_tx_options, lock_timeout_ms);
+    case 2:
+        return sizeof(txm_tx_options);
+    default:
+        return 0;
+    }
+}
+
 int txm_tx_options_init(txm_tx_options *opts, unsigned version)
 {
     static const txm_tx_options def = TXM_TX_OPTIONS_INIT;
+    size_t size = tx_options_size(version);
     if (!opts)
         return txm__err(TXM_EINVALID, "txm_tx_options_init: options are NULL");
-    if (version != TXM_TX_OPTIONS_VERSION)
-        return txm__err(TXM_EINVALID, "txm_tx_options_init: unknown version %u (this txm knows %u)", version,
+    if (!size)
+        return txm__err(TXM_EINVALID, "txm_tx_options_init: unknown version %u (this txm knows 1..%u)", version,
                         (unsigned)TXM_TX_OPTIONS_VERSION);
-    *opts = def;
+    memcpy(opts, &def, size);
+    opts->version = version;
+    return 0;
+}
+
+/* Copies the caller's options (of any known version) into a current-version struct; fields the
+ * caller's version lacks keep their defaults. Drivers always see the current version. */
+static int tx_options_load(txm_tx_options *dst, const txm_tx_options *src)
+{
+    static const txm_tx_options def = TXM_TX_OPTIONS_INIT;
+    size_t size = tx_options_size(src->version);
+    if (!size)
+        return txm__err(TXM_EINVALID, "txm_begin: transaction options have unknown version %u (this txm knows 1..%u)",
+                        src->version, (unsigned)TXM_TX_OPTIONS_VERSION);
+    *dst = def;
+    memcpy(dst, src, size);
+    dst->version = TXM_TX_OPTIONS_VERSION;
+    return 0;
+}
+
+/* Checks the per-transaction timeouts of a level about to open (see txm_begin). */
+static int check_timeouts(const txm_conn *c, const txm_tx_options *o, bool user_outermost)
+{
+    if (!o->lock_timeout_ms && !o->statement_timeout_ms)
+        return 0;
+    if (o->lock_timeout_ms > TXM_TX_TIMEOUT_MAX_MS || o->statement_timeout_ms > TXM_TX_TIMEOUT_MAX_MS)
+        return txm__err(TXM_EINVALID, "txm_begin: lock_timeout_ms %u / statement_timeout_ms %u: the largest is %u",
+                        o->lock_timeout_ms, o->statement_timeout_ms, TXM_TX_TIMEOUT_MAX_MS);
+    if (!user_outermost)
+        return txm__err(TXM_EMISUSE,
+                        "txm_begin: lock_timeout_ms and statement_timeout_ms can only be set on the outermost level "
+                        "(depth is %d): they hold for the whole transaction",
+                        txm_depth(c));
+    if (!(c->drv->caps & TXM_CAP_TX_TIMEOUTS))
+        return txm__err(TXM_ENOTSUPPORTED,
+                        "txm_begin: driver '%s' does not support per-transaction timeouts (no TXM_CAP_TX_TIMEOUTS); "
+                        "lock_timeout_ms / statement_timeout_ms would be ignored",
+                        c->drv->name);
+    if (c->has_baseline)
+        return txm__err(TXM_ENOTSUPPORTED,
+                        "txm_begin: lock_timeout_ms / statement_timeout_ms cannot be applied under a test baseline "
+                        "(the level is a savepoint of the baseline's transaction, which has already begun)");
     return 0;
 }
 
@@ -366,11 +422,14 @@ static int begin_level(txm_tx **out, txm_conn *c, const txm_tx_options *opts)
     txm_tx *t;
     bool user_outermost;
 
+    txm_tx_options loaded;
+    int rc;
+
     if (!opts)
         opts = &def;
-    if (opts->version != TXM_TX_OPTIONS_VERSION)
-        return txm__err(TXM_EINVALID, "txm_begin: transaction options have unknown version %u (this txm knows %u)",
-                        opts->version, (unsigned)TXM_TX_OPTIONS_VERSION);
+    if ((rc = tx_options_load(&loaded, opts)) != 0)
+        return rc;
+    opts = &loaded;
     if (opts->flags & ~(unsigned)(TXM_TX_DURABLE | TXM_TX_JOIN | TXM_TX_READ_ONLY | TXM_TX_DEFERRABLE))
         return txm__err(TXM_EINVALID, "txm_begin: unknown flags 0x%x", opts->flags);
     if ((unsigned)opts->isolation > (unsigned)TXM_ISOLATION_SERIALIZABLE)
@@ -389,6 +448,8 @@ static int begin_level(txm_tx **out, txm_conn *c, const txm_tx_options *opts)
                         "txm_begin: isolation level, read-only and deferrable can only be set on the outermost "
                         "level (depth is %d)",
                         txm_depth(c));
+    if ((rc = check_timeouts(c, opts, user_outermost)) != 0)
+        return rc;
     if (c->depth == 0 && c->broken)
         return txm__err(TXM_ECONNECTION, "txm_begin: the connection was lost; call txm_reconnect");
     if (c->depth == c->levels_cap) {

@@ -85,7 +85,10 @@ typedef enum my_role {
     R_STMT,
     R_LOCK,
     R_UNLOCK,
-    R_RELEASE_TXLOCKS /* DO RELEASE_LOCK(...) after COMMIT / ROLLBACK / ROLLBACK TO */
+    R_RELEASE_TXLOCKS, /* DO RELEASE_LOCK(...) after COMMIT / ROLLBACK / ROLLBACK TO */
+    R_TMO_SAVE,        /* SET @txm_saved_...=@@SESSION... before a BEGIN with timeouts */
+    R_TMO_SET,         /* SET SESSION innodb_lock_wait_timeout=..., max_statement_time=... */
+    R_TMO_RESTORE      /* SET SESSION ...=@txm_saved_... after COMMIT / ROLLBACK */
 } my_role;
 
 typedef struct my_expect {
@@ -105,6 +108,10 @@ typedef struct my_conn {
     int broken;              /* connection lost: only ROLLBACK (local), close and reconnect */
     unsigned sp_level;       /* deepest savepoint executed and not ended */
     int implicit_commit;     /* this run: a successful statement ended the transaction (DDL, ...) */
+    /* Per-transaction timeouts (docs/driver-mysql.md): MY_TMO_* bits of the session variables a
+     * BEGIN changed and that still have to be put back from the @txm_saved_* user variables. */
+    unsigned tmo_set;
+    unsigned tmo_begin; /* bits the BEGIN being built changes (applied when its SET succeeds) */
 
     my_txlock *txlocks;
     size_t ntxlocks, captxlocks;
@@ -257,6 +264,72 @@ static int push_expect(my_conn *c, size_t op, my_role role, int last)
 
 /* A statement separator, unless the flight is empty. */
 static int put_sep(my_conn *c) { return c->len ? put(c, ";", 1) : 0; }
+
+/* ---------------------------------------------------------------------------------------------
+ * Per-transaction timeouts. Both variables are session-scoped on MySQL/MariaDB: the BEGIN flight
+ * saves the session's values in user variables and sets the transaction's; the COMMIT/ROLLBACK
+ * flight puts them back. A transaction that ends otherwise (deadlock, implicit commit, a failed
+ * COMMIT) or a restore that failed is put back at the end of the run (restore_timeouts). A lost
+ * connection needs nothing: the next session starts with the server's defaults.
+ * ------------------------------------------------------------------------------------------- */
+#define MY_TMO_LWT 0x1u /* innodb_lock_wait_timeout */
+#define MY_TMO_MST 0x2u /* max_statement_time (MariaDB) */
+
+/* `to_default`: the server's global values (what a new session gets) instead of the saved copies. */
+static int put_timeouts_restore(my_conn *c, size_t op, unsigned bits, int to_default)
+{
+    int rc;
+    if (!bits)
+        return 0;
+    if ((rc = put_sep(c)) || (rc = puts_(c, "SET ")) ||
+        ((bits & MY_TMO_LWT) &&
+         (rc = puts_(c, to_default ? "SESSION innodb_lock_wait_timeout=DEFAULT"
+                                   : "SESSION innodb_lock_wait_timeout=@txm_saved_lock_wait_timeout"))) ||
+        ((bits & MY_TMO_MST) && (rc = puts_(c, (bits & MY_TMO_LWT) ? "," : ""))) ||
+        ((bits & MY_TMO_MST) &&
+         (rc = puts_(c, to_default ? "SESSION max_statement_time=DEFAULT"
+                                   : "SESSION max_statement_time=@txm_saved_max_statement_time"))))
+        return rc;
+    return push_expect(c, op, R_TMO_RESTORE, 1);
+}
+
+/* The save and set statements in front of START TRANSACTION. Values are integers the core checked
+ * (<= TXM_TX_TIMEOUT_MAX_MS) and formatted here. innodb_lock_wait_timeout takes whole seconds:
+ * the milliseconds are rounded up (a shorter wait than asked would fail work that the caller
+ * allowed to wait). */
+static int put_timeouts_begin(my_conn *c, size_t op, const txm_tx_options *t)
+{
+    unsigned bits = (t->lock_timeout_ms ? MY_TMO_LWT : 0u) | (t->statement_timeout_ms ? MY_TMO_MST : 0u);
+    /* A variable whose restore is still pending holds an earlier transaction's value: its saved
+     * copy is the session's own value, so it is not saved again. */
+    unsigned save = bits & ~c->tmo_set;
+    int rc;
+    c->tmo_begin = 0;
+    if (!bits)
+        return 0;
+    if ((bits & MY_TMO_MST) && !(c->flavour & TXM_MY_MARIADB))
+        return txm_driver_error(TXM_ENOTSUPPORTED, NULL,
+                                "mysql: statement_timeout_ms needs MariaDB's max_statement_time; MySQL's "
+                                "max_execution_time bounds only SELECT statements");
+    if (save &&
+        ((rc = put_sep(c)) || (rc = puts_(c, "SET ")) ||
+         ((save & MY_TMO_LWT) &&
+          (rc = puts_(c, "@txm_saved_lock_wait_timeout=@@SESSION.innodb_lock_wait_timeout"))) ||
+         ((save & MY_TMO_MST) &&
+          (rc = puts_(c, (save & MY_TMO_LWT) ? ",@txm_saved_max_statement_time=@@SESSION.max_statement_time"
+                                             : "@txm_saved_max_statement_time=@@SESSION.max_statement_time"))) ||
+         (rc = push_expect(c, op, R_TMO_SAVE, 0))))
+        return rc;
+    if ((rc = put_sep(c)) || (rc = puts_(c, "SET ")) ||
+        ((bits & MY_TMO_LWT) && (rc = putf(c, "SESSION innodb_lock_wait_timeout=%u",
+                                           t->lock_timeout_ms / 1000u + (t->lock_timeout_ms % 1000u != 0)))) ||
+        ((bits & MY_TMO_MST) && (rc = putf(c, "%sSESSION max_statement_time=%u.%03u", (bits & MY_TMO_LWT) ? "," : "",
+                                           t->statement_timeout_ms / 1000u, t->statement_timeout_ms % 1000u))) ||
+        (rc = push_expect(c, op, R_TMO_SET, 0)))
+        return rc;
+    c->tmo_begin = bits;
+    return 0;
+}
 
 static const char *op_name(txm_op_kind k)
 {
@@ -935,6 +1008,7 @@ static int my_reconnect(txm_driver_conn *dc)
     c->db = NULL;
     set_thread_id(c, 0);
     txlocks_clear(c); /* the server released them with the old session */
+    c->tmo_set = 0;   /* and the new session has the server's default timeouts */
     c->in_tx = 0;
     c->broken = 1; /* until the new connection is up */
     return connect_main(c);
@@ -1096,6 +1170,7 @@ static void mark_broken(my_conn *c)
     c->broken = 1;
     c->in_tx = 0;
     c->sp_level = 0;
+    c->tmo_set = 0;   /* a new session starts with the server's defaults: nothing to put back */
     txlocks_clear(c); /* the server drops a dead session's locks */
 }
 
@@ -1312,6 +1387,12 @@ static void on_success(my_conn *c, const my_expect *e, const txm_op *op)
     case R_ROLLBACK:
         c->sp_level = 0;
         break;
+    case R_TMO_SET:
+        c->tmo_set |= c->tmo_begin;
+        break;
+    case R_TMO_RESTORE:
+        c->tmo_set = 0;
+        break;
     case R_RELEASE_TXLOCKS: {
         size_t tag = (size_t)(e - c->exp) + 1;
         for (size_t i = c->ntxlocks; i-- > 0;)
@@ -1326,7 +1407,8 @@ static void on_success(my_conn *c, const my_expect *e, const txm_op *op)
      * statement that committed implicitly (DDL, LOCK TABLES, ...) leaves IN_TRANS off. */
     {
         int now = (c->db->server_status & SERVER_STATUS_IN_TRANS) != 0;
-        if (c->in_tx && !now && e->role != R_COMMIT && e->role != R_ROLLBACK && e->role != R_RELEASE_TXLOCKS) {
+        if (c->in_tx && !now && e->role != R_COMMIT && e->role != R_ROLLBACK && e->role != R_RELEASE_TXLOCKS &&
+            e->role != R_TMO_RESTORE) {
             txm_driver_log(&c->base, TXM_LOG_DEBUG,
                            "mysql: the server reports no open transaction after a successful %s: implicit commit",
                            op_name(op->kind));
@@ -1477,6 +1559,22 @@ static int release_failed(my_conn *c, my_flight *f, const my_expect *x, int st)
     return 0;
 }
 
+/* The SET that puts the session's timeouts back after COMMIT / ROLLBACK got no success (`st` < 0:
+ * skipped by the server; > 0: an error). Logged; tmo_set stays, so the end of the run tries again. */
+static void restore_failed(my_conn *c, int st)
+{
+    unsigned native = st > 0 ? mysql_errno(c->db) : 0;
+    txm_driver_log(&c->base, TXM_LOG_WARN,
+                   "mysql: the transaction ended, but putting back the session's innodb_lock_wait_timeout / "
+                   "max_statement_time failed (%u: %s); %s",
+                   native, st > 0 ? mysql_error(c->db) : "skipped by the server",
+                   st > 0 && txm__mysql_is_connection_lost(native, c->flavour)
+                       ? "the connection is lost: a new session starts with the defaults"
+                       : "trying again at the end of this call");
+    if (st > 0 && txm__mysql_is_connection_lost(native, c->flavour))
+        mark_broken(c);
+}
+
 /* ops[k] was not executed: the server skipped the rest of the packet without an answer. */
 static int skipped(my_conn *c, my_flight *f, size_t k)
 {
@@ -1515,6 +1613,15 @@ static int exec_flight(my_conn *c, my_flight *f)
         int st = wait_result(c, e == 0);
         int scalar = -2;
 
+        if (st != 0 && x->role == R_TMO_RESTORE) {
+            /* The COMMIT / ROLLBACK before it succeeded and stays so; the timeouts are put back at
+             * the end of the run (or not at all if the connection is gone). */
+            restore_failed(c, st);
+            f->out->completed = x->op + 1;
+            if (e + 1 == c->nexp || c->broken)
+                return 0;
+            return skipped(c, f, c->exp[e + 1].op);
+        }
         if (st != 0 && x->role == R_RELEASE_TXLOCKS) {
             /* the op's own statement succeeded (the server stops at the first error): it stays done */
             int usable = release_failed(c, f, x, st) == 0;
@@ -1714,6 +1821,8 @@ static int append_op(my_conn *c, txm_op *ops, size_t i, int *ends, int *alone)
     case TXM_OP_BEGIN: {
         const txm_tx_options *t = op->tx;
         const char *iso = t ? isolation_sql(t->isolation) : NULL;
+        if (t && (rc = put_timeouts_begin(c, i, t)))
+            return rc;
         if (iso) {
             if ((rc = put_sep(c)) || (rc = putf(c, "SET TRANSACTION ISOLATION LEVEL %s", iso)) ||
                 (rc = push_expect(c, i, R_BEGIN_SET, 0)))
@@ -1748,10 +1857,10 @@ static int append_op(my_conn *c, txm_op *ops, size_t i, int *ends, int *alone)
         size_t before = c->nexp;
         if ((rc = put_sep(c)) || (rc = puts_(c, op->kind == TXM_OP_COMMIT ? "COMMIT" : "ROLLBACK")) ||
             (rc = push_expect(c, i, op->kind == TXM_OP_COMMIT ? R_COMMIT : R_ROLLBACK, 1)) ||
-            (rc = put_release_txlocks(c, i, 0)))
+            (rc = put_release_txlocks(c, i, 0)) || (rc = put_timeouts_restore(c, i, c->tmo_set, 0)))
             return rc;
-        if (c->nexp > before + 1)
-            c->exp[before].last = 0;
+        for (size_t k = before; k + 1 < c->nexp; k++)
+            c->exp[k].last = 0; /* the op is done at its last statement */
         return 0;
     }
     case TXM_OP_STATEMENT: {
@@ -1853,6 +1962,47 @@ static void release_orphaned_txlocks(my_conn *c, txm_run_result *out)
     flight_reset(c);
 }
 
+/* Puts the session's timeouts back when the transaction that changed them ended without the
+ * COMMIT / ROLLBACK flight doing it (deadlock, lock-wait rollback, implicit commit, a failed
+ * COMMIT, a failed restore). One round trip on those rare paths; a failure is logged and tried
+ * again after the next run. The run's own result and error record stand. */
+static int restore_query(my_conn *c, txm_run_result *out, int to_default)
+{
+    int ok = 0;
+    flight_reset(c);
+    if (put_timeouts_restore(c, 0, c->tmo_set, to_default) == 0) {
+        out->round_trips++;
+        ok = mysql_real_query(c->db, c->buf, (unsigned long)c->len) == 0;
+    }
+    flight_reset(c);
+    return ok;
+}
+
+static void restore_timeouts(my_conn *c, txm_run_result *out)
+{
+    txm_err_rec saved;
+    if (c->in_tx || !c->tmo_set || c->broken || !c->db)
+        return;
+    txm__err_copy(&saved, txm_error_last());
+    if (restore_query(c, out, 0)) {
+        c->tmo_set = 0;
+    } else if (txm__mysql_is_connection_lost(mysql_errno(c->db), c->flavour)) {
+        restore_failed(c, 1);
+    } else {
+        /* The saved copies cannot be assigned back (the application assigned the @txm_saved_*
+         * variables): fall back to the server's global values, never retry forever. */
+        txm_driver_log(&c->base, TXM_LOG_WARN,
+                       "mysql: cannot put back the session's innodb_lock_wait_timeout / max_statement_time from "
+                       "@txm_saved_* (%u: %s); setting them to the server's defaults instead",
+                       mysql_errno(c->db), mysql_error(c->db));
+        if (restore_query(c, out, 1) || !txm__mysql_is_connection_lost(mysql_errno(c->db), c->flavour))
+            c->tmo_set = 0;
+        else
+            restore_failed(c, 1);
+    }
+    txm__err_copy(txm__err_tls(), &saved.pub);
+}
+
 static int run_ops(my_conn *c, txm_op *ops, size_t n, txm_run_result *out);
 
 static int my_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *out)
@@ -1860,6 +2010,7 @@ static int my_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *ou
     my_conn *c = (my_conn *)dc;
     int rc = run_ops(c, ops, n, out);
     release_orphaned_txlocks(c, out);
+    restore_timeouts(c, out);
     return rc;
 }
 
@@ -1958,7 +2109,7 @@ const txm_driver txm__driver_mysql = {
     "mysql",
     my_schemes,
     TXM_CAP_PIPELINE | TXM_CAP_ADVISORY_LOCKS | TXM_CAP_ISOLATION | TXM_CAP_READ_ONLY_TX | TXM_CAP_CANCEL |
-        TXM_CAP_RECONNECT,
+        TXM_CAP_RECONNECT | TXM_CAP_TX_TIMEOUTS,
     TXM_PH_QMARK,
     TXM_DIALECT_BACKSLASH | TXM_DIALECT_BACKTICKS | TXM_DIALECT_HASH_COMMENTS | TXM_DIALECT_IDENT_BACKTICK |
         TXM_DIALECT_ROW_LOCKS | TXM_DIALECT_SHARE_MODE,

@@ -119,7 +119,7 @@ static const struct pg_state *pg_state_find(const char *st)
 typedef enum pg_role {
     Q_MAIN, /* the statement that is the op */
     Q_XID,  /* pg_current_xact_id_if_assigned() in front of COMMIT */
-    Q_AUX,  /* lock_timeout save/set/restore around an advisory lock */
+    Q_AUX,   /* lock_timeout save/set/restore around an advisory lock; SET LOCAL timeouts after BEGIN */
     Q_COLUMN /* catalog lookup of a constraint's column after the transaction's end (colpending[aux]) */
 } pg_role;
 
@@ -1046,6 +1046,29 @@ static const char *begin_sql(const txm_tx_options *tx, char *buf, size_t size)
     return buf;
 }
 
+/* The transaction's own timeouts, queued right behind BEGIN in its flight (no round trip of
+ * their own). SET LOCAL ends with the transaction, so nothing stays in the session that a
+ * transaction pooler could hand to another client. The values are integers the core checked
+ * (<= TXM_TX_TIMEOUT_MAX_MS), formatted here: nothing of the caller's reaches the SQL text. */
+static int queue_timeouts(pg_conn *pc, size_t *nq, size_t idx, const txm_tx_options *tx, pg_fail *lf)
+{
+    char sql[64];
+    int rc;
+    if (!tx)
+        return 0;
+    if (tx->lock_timeout_ms) {
+        snprintf(sql, sizeof sql, "SET LOCAL lock_timeout = %u", tx->lock_timeout_ms);
+        if ((rc = queue_sql(pc, nq, idx, Q_AUX, sql, lf)))
+            return rc;
+    }
+    if (tx->statement_timeout_ms) {
+        snprintf(sql, sizeof sql, "SET LOCAL statement_timeout = %u", tx->statement_timeout_ms);
+        if ((rc = queue_sql(pc, nq, idx, Q_AUX, sql, lf)))
+            return rc;
+    }
+    return 0;
+}
+
 static const char *xid_sql(const pg_conn *pc)
 {
     /* Before 13 the same answer has the txid_ names (bigint, epoch-qualified too). */
@@ -1062,7 +1085,10 @@ static int send_op(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, bool i
         pc->tx_savepoints = 0;
         pc->subxact_warned = false;
         pc->tx_read_only = op->tx && (op->tx->flags & TXM_TX_READ_ONLY);
-        return queue_sql(pc, nq, idx, Q_MAIN, begin_sql(op->tx, sql, sizeof sql), lf);
+        {
+            int rc = queue_sql(pc, nq, idx, Q_MAIN, begin_sql(op->tx, sql, sizeof sql), lf);
+            return rc ? rc : queue_timeouts(pc, nq, idx, op->tx, lf);
+        }
     case TXM_OP_SAVEPOINT:
         snprintf(sql, sizeof sql, "SAVEPOINT %s", txm_savepoint_name(name, sizeof name, op->level));
         if (++pc->tx_savepoints == PG_SUBXACT_WARN && !pc->subxact_warned) {
@@ -1773,7 +1799,8 @@ TXM_INTERNAL const txm_driver txm__driver_pg = {
     .name = "postgresql",
     .schemes = pg_schemes,
     .caps = TXM_CAP_PIPELINE | TXM_CAP_ADVISORY_LOCKS | TXM_CAP_SHARED_LOCKS | TXM_CAP_ISOLATION |
-            TXM_CAP_READ_ONLY_TX | TXM_CAP_CANCEL | TXM_CAP_RECONNECT | TXM_CAP_RESOLVE_OUTCOME,
+            TXM_CAP_READ_ONLY_TX | TXM_CAP_CANCEL | TXM_CAP_RECONNECT | TXM_CAP_RESOLVE_OUTCOME |
+            TXM_CAP_TX_TIMEOUTS,
     .placeholders = TXM_PH_DOLLAR,
     .dialect = TXM_DIALECT_DOLLAR_QUOTES | TXM_DIALECT_ROW_LOCKS | TXM_DIALECT_SQLSTATE_25P02,
     .conn_size = sizeof(pg_conn),

@@ -69,6 +69,15 @@ typedef struct sq_conn {
     sqlite3 *db;
     char *path;
     int busy_timeout_ms;
+    /* Per-transaction timeouts (txm_tx_options). While tx_busy is set, busy_timeout_ms holds the
+     * transaction's lock timeout and busy_saved_ms the connection's own, put back when the
+     * transaction ends. stmt_timeout_ms bounds each statement of the transaction through the
+     * progress handler (stmt_deadline_us: the running statement's deadline, 0 = none). */
+    bool tx_busy;
+    int busy_saved_ms;
+    unsigned stmt_timeout_ms;
+    uint64_t stmt_deadline_us;
+    bool stmt_timed_out;
     /* Busy handler state, reset before each prepare/step. */
     uint64_t busy_start_us;
     bool busy_gave_up;
@@ -493,11 +502,23 @@ static int ctl_run(sq_conn *c, int which, sq_ctx ctx, const char *what, int *val
 
 /* Called after every op: when the engine has no transaction any more (COMMIT, ROLLBACK, or an
  * engine-side rollback) the read-only setting of the ended transaction is undone. */
+/* Puts back the connection's busy timeout and drops the statement timeout of the transaction
+ * that ended (or never began). */
+static void timeouts_end(sq_conn *c)
+{
+    if (c->tx_busy) {
+        c->busy_timeout_ms = c->busy_saved_ms;
+        c->tx_busy = false;
+    }
+    c->stmt_timeout_ms = 0;
+}
+
 static void sync_tx_end(sq_conn *c)
 {
     if (!c->in_tx || !sqlite3_get_autocommit(c->db))
         return;
     c->in_tx = false;
+    timeouts_end(c);
     if (c->ro_tx) {
         c->ro_tx = false;
         if (!c->query_only_was) {
@@ -524,10 +545,19 @@ static int op_begin(sq_conn *c, const txm_op *op)
         if (rc)
             return rc;
     }
+    /* The transaction's lock timeout already bounds BEGIN IMMEDIATE's wait for the write lock. */
+    if (op->tx && op->tx->lock_timeout_ms) {
+        c->busy_saved_ms = c->busy_timeout_ms;
+        c->busy_timeout_ms = (int)op->tx->lock_timeout_ms; /* <= INT_MAX: checked by the core */
+        c->tx_busy = true;
+    }
+    c->stmt_timeout_ms = op->tx ? op->tx->statement_timeout_ms : 0;
     rc = ctl_run(c, ro ? CTL_BEGIN_DEFERRED : CTL_BEGIN_IMMEDIATE, CTX_CONTROL,
                  ro ? "BEGIN DEFERRED" : "BEGIN IMMEDIATE", NULL);
-    if (rc)
+    if (rc) {
+        timeouts_end(c);
         return rc;
+    }
     c->in_tx = true;
     if (ro) {
         rc = ctl_run(c, CTL_QUERY_ONLY_ON, CTX_CONTROL, "BEGIN (PRAGMA query_only=1)", NULL);
@@ -731,6 +761,52 @@ static long busy_timeout_pragma(const char *sql, size_t len)
     return digits ? v : -1;
 }
 
+/* Progress handler, installed only while a statement with a deadline runs: interrupts it once the
+ * deadline has passed (SQLITE_INTERRUPT, as sqlite3_interrupt would). Costs a clock read every
+ * SQ_PROGRESS_OPS virtual-machine instructions. */
+#define SQ_PROGRESS_OPS 1000
+static int progress_handler(void *arg)
+{
+    sq_conn *c = arg;
+    if (!c->stmt_deadline_us || txm__now_us() < c->stmt_deadline_us)
+        return 0;
+    c->stmt_timed_out = true;
+    return 1;
+}
+
+/* Arms the statement deadline of the transaction's statement_timeout_ms, if any. Rows are fetched
+ * by stepping, so the deadline covers the whole statement, its rows included. */
+static void stmt_deadline_arm(sq_conn *c)
+{
+    c->stmt_timed_out = false;
+    c->stmt_deadline_us = c->stmt_timeout_ms && c->in_tx ? txm__now_us() + (uint64_t)c->stmt_timeout_ms * 1000u : 0;
+    if (c->stmt_deadline_us)
+        sqlite3_progress_handler(c->db, SQ_PROGRESS_OPS, progress_handler, c);
+}
+
+static void stmt_deadline_disarm(sq_conn *c)
+{
+    if (c->stmt_deadline_us)
+        sqlite3_progress_handler(c->db, 0, NULL, NULL);
+    c->stmt_deadline_us = 0;
+}
+
+/* A statement stopped by its deadline: TXM_ECANCELED like an interrupt, saying why. */
+static int report_stmt_timeout(sq_conn *c, int ext)
+{
+    txm_error_detail d;
+    memset(&d, 0, sizeof d);
+    d.sqlstate = "";
+    d.native_code = ext;
+    /* An interrupted write inside a transaction makes SQLite roll the whole transaction back. */
+    if (c->in_tx && sqlite3_get_autocommit(c->db))
+        d.flags |= TXM_ERRF_TX_LOST;
+    return txm_driver_error(TXM_ECANCELED, &d,
+                            "statement: canceled after the transaction's statement_timeout_ms=%u (%s)%s",
+                            c->stmt_timeout_ms, sqlite3_errmsg(c->db),
+                            d.flags & TXM_ERRF_TX_LOST ? "; SQLite rolled the transaction back" : "");
+}
+
 static int op_statement(sq_conn *c, txm_op *op)
 {
     sqlite3_stmt *st;
@@ -749,6 +825,7 @@ static int op_statement(sq_conn *c, txm_op *op)
     if (rc == 0) {
         int step;
         c->busy_gave_up = false;
+        stmt_deadline_arm(c);
         step = sqlite3_step(st);
         /* Columns are read after the first step: a cached statement whose schema changed is
          * re-prepared inside sqlite3_step and may have a different column list. */
@@ -761,14 +838,22 @@ static int op_statement(sq_conn *c, txm_op *op)
                 break;
             step = sqlite3_step(st);
         }
-        if (rc == 0 && step != SQLITE_DONE)
+        stmt_deadline_disarm(c);
+        if (rc == 0 && step != SQLITE_DONE && (step & 0xff) == SQLITE_INTERRUPT && c->stmt_timed_out)
+            rc = report_stmt_timeout(c, step);
+        else if (rc == 0 && step != SQLITE_DONE)
             rc = report(c, step, CTX_STATEMENT, "statement");
         else if (rc == 0)
             op->affected = (slot ? slot->dml : is_dml(st, op->sql, len)) ? sq_changes(c->db) : -1;
         if (rc == 0) {
             long ms = busy_timeout_pragma(op->sql, len);
             if (ms >= 0) {
-                c->busy_timeout_ms = (int)ms;
+                /* The connection's setting; a transaction's own lock timeout keeps its value
+                 * until the transaction ends, then this one applies. */
+                if (c->tx_busy)
+                    c->busy_saved_ms = (int)ms;
+                else
+                    c->busy_timeout_ms = (int)ms;
                 sqlite3_busy_handler(c->db, busy_handler, c);
             }
         }
@@ -1052,7 +1137,7 @@ TXM_INTERNAL const txm_driver txm__driver_sqlite = {
     .version = TXM_DRIVER_VERSION,
     .name = "sqlite",
     .schemes = sq_schemes,
-    .caps = TXM_CAP_PIPELINE | TXM_CAP_READ_ONLY_TX | TXM_CAP_CANCEL,
+    .caps = TXM_CAP_PIPELINE | TXM_CAP_READ_ONLY_TX | TXM_CAP_CANCEL | TXM_CAP_TX_TIMEOUTS,
     .placeholders = TXM_PH_QMARK,
     .dialect = TXM_DIALECT_BACKTICKS | TXM_DIALECT_BRACKETS,
     .conn_size = sizeof(sq_conn),

@@ -227,6 +227,7 @@ TXM_EXTERN unsigned txm_capabilities(const txm_conn *c);
 #define TXM_CAP_RESOLVE_OUTCOME 0x20u /* txm_resolve_outcome can answer */
 #define TXM_CAP_CANCEL 0x40u          /* txm_cancel works */
 #define TXM_CAP_RECONNECT 0x80u       /* txm_reconnect works */
+#define TXM_CAP_TX_TIMEOUTS 0x100u    /* txm_tx_options lock_timeout_ms / statement_timeout_ms */
 
 /* ---------------------------------------------------------------------------------------------
  * Statements. SQL uses portable `?` placeholders; `?` inside string literals, quoted identifiers,
@@ -302,17 +303,32 @@ typedef enum txm_isolation {
 #define TXM_TX_READ_ONLY 0x4u  /* outermost only */
 #define TXM_TX_DEFERRABLE 0x8u /* outermost only; PostgreSQL SERIALIZABLE READ ONLY DEFERRABLE */
 
-#define TXM_TX_OPTIONS_VERSION 1
+/* Version 2 added lock_timeout_ms and statement_timeout_ms. A version-1 struct (the first three
+ * fields only) is still accepted by txm_begin, txm_atomic, txm_batch and txm_retry, and
+ * txm_tx_options_init(opts, 1) fills only those three fields. Initialize with TXM_TX_OPTIONS_INIT,
+ * txm_tx_options_init or designated initializers ({.version = TXM_TX_OPTIONS_VERSION, .flags = ...}):
+ * a positional list stays correct when fields are added (they are zero) but warns under -Wextra. */
+#define TXM_TX_OPTIONS_VERSION 2
+/* Largest per-transaction timeout, in milliseconds (PostgreSQL's limit for both settings). */
+#define TXM_TX_TIMEOUT_MAX_MS 2147483647u
 typedef struct txm_tx_options {
     unsigned version;
     unsigned flags;          /* TXM_TX_* */
     txm_isolation isolation; /* outermost only */
+    /* --- version 2 --- outermost only; 0 = the session's own setting. They hold for this
+     * transaction alone and need no session state, so they work behind a transaction pooler
+     * (PgBouncer pool_mode=transaction). Needs TXM_CAP_TX_TIMEOUTS (TXM_ENOTSUPPORTED otherwise).
+     * See docs/semantics.md "Per-transaction timeouts" for each engine's exact meaning. */
+    unsigned lock_timeout_ms;      /* a lock wait longer than this fails with TXM_ELOCK_TIMEOUT */
+    unsigned statement_timeout_ms; /* a statement running longer than this fails with TXM_ECANCELED */
 } txm_tx_options;
-#define TXM_TX_OPTIONS_INIT { TXM_TX_OPTIONS_VERSION, 0, TXM_ISOLATION_DEFAULT }
+#define TXM_TX_OPTIONS_INIT { TXM_TX_OPTIONS_VERSION, 0, TXM_ISOLATION_DEFAULT, 0, 0 }
 TXM_EXTERN int txm_tx_options_init(txm_tx_options *opts, unsigned version);
 
-/* Opens a level (see above). Errors: TXM_EMISUSE (durable when nested; isolation/read-only on a
- * nested level; join at the outermost level), TXM_EINVALID, TXM_ENOMEM, TXM_ECONNECTION (the
+/* Opens a level (see above). Errors: TXM_EMISUSE (durable when nested; isolation/read-only or a
+ * timeout on a nested level; join at the outermost level), TXM_EINVALID (a timeout above
+ * TXM_TX_TIMEOUT_MAX_MS, unknown version/flags), TXM_ENOTSUPPORTED (a timeout with a driver
+ * without TXM_CAP_TX_TIMEOUTS, or under a test baseline), TXM_ENOMEM, TXM_ECONNECTION (the
  * connection was lost and not reconnected). Sends nothing. */
 TXM_EXTERN int txm_begin(txm_tx **out, txm_conn *c, const txm_tx_options *opts);
 

@@ -4,8 +4,11 @@
 #   1. installs the packages the build and tests need (apt-get update only if one is missing)
 #   2. builds build/ (debugoptimized)
 #   3. starts throwaway PostgreSQL 15 and MariaDB servers on 127.0.0.1 (free non-default ports,
-#      data in a mktemp directory) and exports TXM_TEST_PG_URL and TXM_TEST_MYSQL_URL
-#   4. runs every meson test suite in build/ (this includes the allocation sweep, suite 'alloc')
+#      data in a mktemp directory), PgBouncer in transaction pooling in front of the PostgreSQL
+#      (scripts/pgbouncer-server.sh), and exports TXM_TEST_PG_URL, TXM_TEST_MYSQL_URL and
+#      TXM_TEST_PGBOUNCER_URL
+#   4. runs every meson test suite in build/ (this includes the allocation sweep, suite 'alloc'),
+#      then the PostgreSQL conformance suite once more through PgBouncer
 #   5. builds build-sanitize/ (-Dbuildtype=debug: -O0, where -Wformat-truncation once broke the
 #      werror build) with -Db_sanitize=address,undefined and runs every suite again
 #   6. builds build-tsan/ with -Db_sanitize=thread and runs the threaded tests there (suites
@@ -13,7 +16,7 @@
 #   7. builds the libFuzzer targets in build-fuzz/ (clang) and runs each fuzzer for a bounded
 #      time (scripts/fuzz.sh: SQL scanner, URL parser, MySQL error messages; replay drivers
 #      when libFuzzer does not link); each run counts as one test
-#   8. stops both servers by pid (a trap does it on failure and interrupt too) and prints the
+#   8. stops the servers by pid (a trap does it on failure and interrupt too) and prints the
 #      figures (allocation sites failed, fuzz executions), the phase timings and
 #      "N passed, N failed, N skipped" over every tree, counting individual Criterion tests
 #
@@ -44,7 +47,7 @@ root=$(pwd)
 
 # Packages: build, tests, servers. The fuzz harness's needs are added here as they are requested.
 PKGS=(meson ninja-build pkg-config gcc libc6-dev python3 clang libcriterion-dev
-    libclang-rt-14-dev libpq-dev libmariadb-dev libsqlite3-dev postgresql-15 mariadb-server locales)
+    libclang-rt-14-dev libpq-dev libmariadb-dev libsqlite3-dev postgresql-15 mariadb-server locales pgbouncer)
 
 t_start=$SECONDS
 t_phase=$SECONDS
@@ -94,7 +97,7 @@ servers_ok=0
 # are printed only if the servers did not start (after a test failure they are noise).
 print_server_logs() {
     local f
-    for f in "$tmp/pg/server.log" "$tmp/mysql/error.log" "$tmp/mysql/mariadbd.out"; do
+    for f in "$tmp/pg/server.log" "$tmp/mysql/error.log" "$tmp/mysql/mariadbd.out" "$tmp/pgbouncer/pgbouncer.log"; do
         [ -s "$f" ] || continue
         cp "$f" "$logdir/server-$(basename "$(dirname "$f")")-$(basename "$f")" 2>/dev/null || true
         [ "$servers_ok" = 1 ] && continue
@@ -121,6 +124,7 @@ cleanup() {
     trap - EXIT INT TERM
     set +e
     if [ -n "$tmp" ]; then
+        stop_server "$root/scripts/pgbouncer-server.sh" "$tmp/pgbouncer" pgbouncer
         stop_server "$root/scripts/pg-server.sh" "$tmp/pg" postgres
         stop_server "$root/scripts/mariadb-server.sh" "$tmp/mysql" "$tmp/mysql/my.cnf"
         [ "$rc" -ne 0 ] && print_server_logs
@@ -197,6 +201,14 @@ case "$pg_url" in postgresql://*) ;; *) echo "error: bad PostgreSQL URL" >&2; ex
 case "$my_url" in mysql://*) ;; *) echo "error: bad MariaDB URL" >&2; exit 1 ;; esac
 export TXM_TEST_PG_URL=$pg_url
 export TXM_TEST_MYSQL_URL=$my_url
+# PgBouncer (transaction pooling) in front of that PostgreSQL, on a port of its own (never a
+# system pgbouncer's 6432): tests/pg/test_pgbouncer.c and the extra conformance run below.
+pgb_url=$(bash scripts/pgbouncer-server.sh start "$tmp/pgbouncer" "$pg_url" | tail -n 1) || {
+    echo "error: PgBouncer did not start" >&2
+    exit 1
+}
+case "$pgb_url" in postgresql://*) ;; *) echo "error: bad PgBouncer URL" >&2; exit 1 ;; esac
+export TXM_TEST_PGBOUNCER_URL=$pgb_url
 servers_ok=1
 phase_done "start servers"
 
@@ -245,6 +257,31 @@ run_tree() {
 
 run_tree build "plain build" "${TXM_TEST_TIMEOUT_MULTIPLIER:-3}"
 phase_done "tests (plain)"
+
+# The PostgreSQL conformance suite once more, through PgBouncer in transaction pooling. The tests
+# that need a server session of their own skip with "needs session pooling"
+# (docs/driver-postgresql.md, "Behind PgBouncer").
+section "tests: PostgreSQL conformance through PgBouncer (transaction pooling)"
+rm -f build/meson-logs/testlog-pgbouncer.*
+rc=0
+run_logged test-pgbouncer env TXM_TEST_PG_URL="$pgb_url" TXM_CONFORMANCE_POOLER=transaction \
+    meson test -C build --no-rebuild --print-errorlogs \
+    --timeout-multiplier "${TXM_TEST_TIMEOUT_MULTIPLIER:-3}" --num-processes 1 conformance-postgresql \
+    --logbase testlog-pgbouncer || rc=$?
+[ "$rc" -eq 0 ] || run_rc=1
+if [ -f build/meson-logs/testlog-pgbouncer.txt ]; then
+    read -r p f s <<<"$(bash scripts/count-tests.sh --skips "$logdir/skipped-pgbouncer.txt" \
+        build/meson-logs/testlog-pgbouncer.txt)"
+    printf 'conformance through PgBouncer: %s passed, %s failed, %s skipped\n' "$p" "$f" "$s" >&2
+    sed "s|^|pgbouncer: |" "$logdir/skipped-pgbouncer.txt" >>"$logdir/skipped.txt"
+    total_pass=$((total_pass + p))
+    total_fail=$((total_fail + f))
+    total_skip=$((total_skip + s))
+else
+    echo "error: the PgBouncer conformance run wrote no meson test log" >&2
+    run_rc=1
+fi
+phase_done "tests (PgBouncer)"
 
 if [ "${TXM_TEST_SKIP_SANITIZE:-0}" != 1 ]; then
     section "build (build-sanitize/: ASan + UBSan)"
@@ -320,6 +357,7 @@ if [ "${TXM_TEST_SKIP_FUZZ:-0}" != 1 ]; then
 fi
 
 # ---- 8. stop servers and summarise ---------------------------------------------------------
+stop_server "$root/scripts/pgbouncer-server.sh" "$tmp/pgbouncer" pgbouncer
 stop_server "$root/scripts/pg-server.sh" "$tmp/pg" postgres
 stop_server "$root/scripts/mariadb-server.sh" "$tmp/mysql" "$tmp/mysql/my.cnf"
 phase_done "stop servers"

@@ -77,7 +77,14 @@ typedef struct txm_sink txm_sink; /* core-owned result buffer */
 typedef struct txm_op {
     txm_op_kind kind;
     unsigned level;               /* SAVEPOINT/RELEASE/ROLLBACK_TO: savepoint number (>= 1) */
-    const txm_tx_options *tx;     /* BEGIN: options of the outermost level (never NULL) */
+    const txm_tx_options *tx;     /* BEGIN: options of the outermost level (never NULL; always
+                                   * TXM_TX_OPTIONS_VERSION: the core converts older structs).
+                                   * lock_timeout_ms / statement_timeout_ms are non-zero only if the
+                                   * driver declares TXM_CAP_TX_TIMEOUTS (the core refuses them
+                                   * otherwise with TXM_ENOTSUPPORTED); such a driver applies them
+                                   * to this transaction alone and undoes them when it ends
+                                   * (COMMIT, ROLLBACK, or an engine-side end), with no state left
+                                   * in the session that a pooler could hand to another client. */
     const char *sql;              /* STATEMENT: placeholders already in the driver's style */
     size_t sql_len;
     const txm_value *params;

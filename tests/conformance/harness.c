@@ -297,10 +297,21 @@ txm_conn *conf_open_other(void)
     return c;
 }
 
+bool conf_transaction_pooler(void)
+{
+    const char *p = getenv("TXM_CONFORMANCE_POOLER");
+    if (!p || !*p || strcmp(p, "session") == 0)
+        return false;
+    cr_assert(strcmp(p, "transaction") == 0, "TXM_CONFORMANCE_POOLER=%s: expected transaction or session", p);
+    return true;
+}
+
 txm_conn *conf_open_short_wait(void)
 {
     cr_assert(conf.shared, "test bug: a second connection needs a shared init (conf_init_shared)");
     txm_conn *c = NULL;
+    if (!conf_is_embedded())
+        CONF_NEEDS_SESSION_POOLING("the short lock wait is a session-level SET, lost between transactions");
     if (conf_is("sqlite")) {
         char url[2200];
         int rc = txm_open(&c, conf_url_with(url, sizeof url, "busy_timeout=50"), NULL);

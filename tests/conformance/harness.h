@@ -62,6 +62,17 @@ void conf_fini(void);
         cr_skip_test(__VA_ARGS__);                                                                 \
     } while (0)
 
+/* TXM_CONFORMANCE_POOLER=transaction: the URL goes through a transaction pooler (PgBouncer
+ * pool_mode=transaction), where consecutive transactions of one txm connection may run on
+ * different server sessions. Tests that rely on session state (a session SET, session-scoped
+ * advisory locks) skip with "needs session pooling" (docs/driver-postgresql.md lists them). */
+bool conf_transaction_pooler(void);
+#define CONF_NEEDS_SESSION_POOLING(...)                                                            \
+    do {                                                                                           \
+        if (conf_transaction_pooler())                                                             \
+            CONF_SKIP("needs session pooling (TXM_CONFORMANCE_POOLER=transaction): " __VA_ARGS__); \
+    } while (0)
+
 /* Asserts that `expr` returns 0, printing the error otherwise. */
 #define CONF_OK(expr)                                                                              \
     do {                                                                                           \

@@ -15,6 +15,8 @@ Test(locks, exclusive_session_lock_excludes_other_connection, .init = conf_init_
      .timeout = 60)
 {
     need_locks();
+    CONF_NEEDS_SESSION_POOLING("session-scoped advisory locks belong to a server session, which the pooler "
+                               "lends to the connection for one transaction only");
     txm_conn *b = conf_open_other();
     CONF_OK(txm_lock(conf.c, "txm-conf-a", TXM_LOCK_EXCLUSIVE, 0));
     CONF_RC(TXM_ELOCK_TIMEOUT, txm_lock(b, "txm-conf-a", TXM_LOCK_EXCLUSIVE, 0));
@@ -54,6 +56,8 @@ Test(locks, transaction_lock_released_when_transaction_ends, .init = conf_init_s
 Test(locks, unlock_of_a_lock_not_held_is_enotfound, .init = conf_init_shared, .fini = conf_fini, .timeout = 60)
 {
     need_locks();
+    CONF_NEEDS_SESSION_POOLING("session-scoped advisory locks belong to a server session: behind the pooler the "
+                               "other connection's lock sits on a session this one may be lent next");
     txm_conn *b = conf_open_other();
     CONF_RC(TXM_ENOTFOUND, txm_unlock(conf.c, "txm-conf-never", TXM_LOCK_EXCLUSIVE)); /* nobody holds it */
     CONF_OK(txm_lock(b, "txm-conf-theirs", TXM_LOCK_EXCLUSIVE, 0));
@@ -77,6 +81,8 @@ Test(locks, transaction_lock_needs_transaction, .init = conf_init, .fini = conf_
 Test(locks, session_lock_released_at_close, .init = conf_init_shared, .fini = conf_fini, .timeout = 60)
 {
     need_locks();
+    CONF_NEEDS_SESSION_POOLING("session-scoped advisory locks belong to a server session, which the pooler "
+                               "lends to the connection for one transaction only");
     txm_conn *a = conf_open_other();
     txm_conn *b = conf_open_other();
     CONF_OK(txm_lock(a, "txm-conf-close", TXM_LOCK_EXCLUSIVE, 0));
@@ -89,6 +95,8 @@ Test(locks, session_lock_released_at_close, .init = conf_init_shared, .fini = co
 Test(locks, shared_locks_coexist_and_exclude_exclusive, .init = conf_init_shared, .fini = conf_fini, .timeout = 60)
 {
     need_locks();
+    CONF_NEEDS_SESSION_POOLING("session-scoped advisory locks belong to a server session, which the pooler "
+                               "lends to the connection for one transaction only");
     if (!conf_has_cap(TXM_CAP_SHARED_LOCKS)) {
         CONF_RC(TXM_ENOTSUPPORTED, txm_lock(conf.c, "txm-conf-s", TXM_LOCK_SHARED, 0));
         CONF_SKIP("driver lacks TXM_CAP_SHARED_LOCKS (TXM_LOCK_SHARED returns TXM_ENOTSUPPORTED, checked)");

@@ -14,6 +14,7 @@
 #include <string.h>
 
 char fake_log[8192];
+txm_tx_options fake_last_begin;
 static int fail_at = -1; /* ops from now until the failing one (0 = next) */
 static int fail_code;
 static unsigned fail_flags;
@@ -69,7 +70,10 @@ static int fake_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *
     for (i = 0; i < n; i++) {
         txm_op *op = &ops[i];
         switch (op->kind) {
-        case TXM_OP_BEGIN: snprintf(w, sizeof w, "BEGIN"); break;
+        case TXM_OP_BEGIN:
+            snprintf(w, sizeof w, "BEGIN");
+            fake_last_begin = *op->tx; /* the core promises the current version, never NULL */
+            break;
         case TXM_OP_SAVEPOINT: snprintf(w, sizeof w, "SP%u", op->level); break;
         case TXM_OP_RELEASE: snprintf(w, sizeof w, "REL%u", op->level); break;
         case TXM_OP_ROLLBACK_TO: snprintf(w, sizeof w, "RBTO%u", op->level); break;

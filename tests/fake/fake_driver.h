@@ -6,6 +6,7 @@
 
 extern const txm_driver fake_driver;
 extern char fake_log[8192];
+extern txm_tx_options fake_last_begin; /* a copy of the last BEGIN op's options */
 
 void fake_reset(void);
 /* The op `ops_from_now` ops ahead (0 = the next one) fails with code and TXM_ERRF_* flags. */

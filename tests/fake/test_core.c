@@ -167,6 +167,47 @@ Test(batches, transaction_lock_outside_transaction_is_misuse)
     LOG_IS("");
 }
 
+/* A driver without TXM_CAP_TX_TIMEOUTS (as any third-party driver written before it) never gets
+ * timeouts it would ignore: txm_begin refuses them, and nothing is sent. */
+Test(batches, timeouts_refused_without_the_capability)
+{
+    txm_tx *a;
+    txm_tx_options o = TXM_TX_OPTIONS_INIT;
+    cr_assert(eq(u32, fake_driver.caps & TXM_CAP_TX_TIMEOUTS, 0u));
+    o.lock_timeout_ms = 100;
+    cr_assert(eq(int, txm_begin(&a, c, &o), TXM_ENOTSUPPORTED));
+    cr_assert(strstr(txm_error_last()->message, "txm_begin") && strstr(txm_error_last()->message, "TXM_CAP_TX_TIMEOUTS"),
+              "%s", txm_error_last()->message);
+    o.lock_timeout_ms = 0;
+    o.statement_timeout_ms = 100;
+    cr_assert(eq(int, txm_begin(&a, c, &o), TXM_ENOTSUPPORTED));
+    cr_assert(eq(int, txm_depth(c), 0));
+    LOG_IS("");
+}
+
+/* A version-1 struct (3 fields, as compiled against txm.h before version 2) is accepted, and the
+ * driver sees a current-version struct with the old fields kept and the new ones zero. */
+Test(batches, version_1_options_reach_the_driver_as_current_version)
+{
+    struct {
+        txm_tx_options v1; /* only the first three fields are "the caller's" */
+    } box;
+    txm_tx *a;
+    memset(&box, 0x5A, sizeof box); /* garbage where a version-1 caller has no fields */
+    box.v1.version = 1;
+    box.v1.flags = TXM_TX_READ_ONLY;
+    box.v1.isolation = TXM_ISOLATION_SERIALIZABLE;
+    cr_assert(eq(int, txm_begin(&a, c, &box.v1), 0), "%s", txm_error_last()->message);
+    EXEC("S1");
+    cr_assert(eq(int, txm_commit(a), 0));
+    LOG_IS("BEGIN,STMT:S1 | COMMIT");
+    cr_assert(eq(u32, fake_last_begin.version, (unsigned)TXM_TX_OPTIONS_VERSION));
+    cr_assert(eq(u32, fake_last_begin.flags, (unsigned)TXM_TX_READ_ONLY));
+    cr_assert(eq(int, (int)fake_last_begin.isolation, (int)TXM_ISOLATION_SERIALIZABLE));
+    cr_assert(eq(u32, fake_last_begin.lock_timeout_ms, 0u), "the garbage beyond a version-1 struct was read");
+    cr_assert(eq(u32, fake_last_begin.statement_timeout_ms, 0u));
+}
+
 TestSuite(poison, .init = setup, .fini = teardown);
 
 Test(poison, failed_child_refuses_then_rolls_back_and_parent_continues)

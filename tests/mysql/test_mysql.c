@@ -1916,3 +1916,55 @@ Test(mysql, commits_under_concurrent_cancel_are_reported_truthfully, .init = set
     txm_close(c);
     txm_close(probe);
 }
+
+/* Per-transaction timeouts put the session's own values back after the transaction. When that
+ * restore fails (here: the application assigned txm's @txm_saved_* variable inside the
+ * transaction, so the SET behind COMMIT fails with 1232), the COMMIT that succeeded is reported as
+ * done, its hooks run, the failure is logged, and the session falls back to the server's global
+ * value once, at the end of the same call, instead of keeping the transaction's value. */
+static void count_restore_warnings(txm_log_level level, const char *message, void *payload)
+{
+    if (level <= TXM_LOG_WARN && strstr(message, "innodb_lock_wait_timeout"))
+        ((commit_log *)payload)->warnings++;
+}
+
+Test(mysql, failed_timeout_restore_does_not_fail_the_commit, .init = setup, .timeout = 60)
+{
+    commit_log log = {0, 0, 0};
+    txm_open_options o = TXM_OPEN_OPTIONS_INIT;
+    txm_tx_options to = TXM_TX_OPTIONS_INIT;
+    txm_conn *c, *probe;
+    txm_tx *t;
+    int rc;
+    NEED_MY();
+    probe = open_my();
+    o.log = count_restore_warnings;
+    o.log_payload = &log;
+    o.log_level = TXM_LOG_WARN;
+    c = check_open(my_url(), &o);
+    OK(txm_exec(c, "SET SESSION innodb_lock_wait_timeout = 30", NULL, 0, NULL));
+    int64_t global = q1(c, "SELECT @@GLOBAL.innodb_lock_wait_timeout");
+    to.lock_timeout_ms = 4500; /* 5 s: whole seconds, rounded up */
+    OK(txm_begin(&t, c, &to));
+    OK(txm_exec(c, "INSERT INTO myt_item VALUES (71, 'committed')", NULL, 0, NULL));
+    cr_assert_eq(q1(c, "SELECT @@SESSION.innodb_lock_wait_timeout"), 5);
+    OK(txm_exec(c, "SET @txm_saved_lock_wait_timeout = 'not a number'", NULL, 0, NULL));
+    OK(txm_on_commit(c, on_commit_count, &log, NULL));
+    OK(txm_on_rollback(c, on_rollback_count, &log, NULL));
+    rc = txm_commit(t);
+    cr_assert(rc == 0, "txm_commit returned %s (%s) but COMMIT succeeded", txm_err_name(rc), txm_error_last()->message);
+    cr_assert_eq(log.commits, 1);
+    cr_assert_eq(log.rollbacks, 0);
+    cr_assert_eq(q1(probe, "SELECT COUNT(*) FROM myt_item WHERE id = 71"), 1);
+    fprintf(stderr, "[mysql] failed restore: %d warning(s) logged\n", log.warnings);
+    cr_assert(log.warnings >= 1, "the failed restore is logged");
+    cr_assert_eq(q1(c, "SELECT @@SESSION.innodb_lock_wait_timeout"), global,
+                 "the session fell back to the server's value, not the transaction's 5 s");
+    {
+        int before = log.warnings;
+        cr_assert_eq(q1(c, "SELECT 1"), 1);
+        cr_assert_eq(log.warnings, before, "nothing is retried forever");
+    }
+    txm_close(c);
+    txm_close(probe);
+}

@@ -243,6 +243,7 @@ Test(pg, driver_identity)
     cr_assert(caps & TXM_CAP_RESOLVE_OUTCOME);
     cr_assert(caps & TXM_CAP_CANCEL);
     cr_assert(caps & TXM_CAP_RECONNECT);
+    cr_assert(caps & TXM_CAP_TX_TIMEOUTS);
     cr_assert(txm_driver_find("postgres") == txm_driver_find("postgresql"));
     /* client_encoding is forced to UTF8 whatever the URL says */
     {

@@ -118,7 +118,8 @@ Test(sqlite_url, driver_name_and_capabilities)
 {
     txm_conn *c = open_fmt(NULL, "sqlite::memory:");
     expect_str(txm_driver_name(c), "sqlite", "driver name");
-    cr_assert(eq(u32, txm_capabilities(c), TXM_CAP_PIPELINE | TXM_CAP_READ_ONLY_TX | TXM_CAP_CANCEL));
+    cr_assert(eq(u32, txm_capabilities(c),
+                 TXM_CAP_PIPELINE | TXM_CAP_READ_ONLY_TX | TXM_CAP_CANCEL | TXM_CAP_TX_TIMEOUTS));
     FAILS_WITH(txm_lock(c, "k", TXM_LOCK_EXCLUSIVE, 0), TXM_ENOTSUPPORTED);
     txm_close(c);
 }

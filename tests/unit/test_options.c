@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
 
+#include <stddef.h>
 #include <string.h>
 
 #include "internal.h"
@@ -20,6 +21,28 @@ Test(options, tx_options)
     cr_expect(eq(u32, o.version, (unsigned)TXM_TX_OPTIONS_VERSION));
     cr_expect(eq(u32, o.flags, def.flags));
     cr_expect(eq(int, (int)o.isolation, (int)def.isolation));
+}
+
+/* A caller compiled against version 1 has a 3-field struct: init(…, 1) fills just that much. */
+Test(options, tx_options_version_1_writes_only_its_fields)
+{
+    union {
+        txm_tx_options o;
+        unsigned char bytes[sizeof(txm_tx_options) + 8];
+    } u;
+    size_t v1 = offsetof(txm_tx_options, lock_timeout_ms);
+    memset(&u, 0xAB, sizeof u);
+    cr_assert(eq(int, txm_tx_options_init(&u.o, 1), 0), "%s", txm_error_last()->message);
+    cr_expect(eq(u32, u.o.version, 1u));
+    cr_expect(eq(u32, u.o.flags, 0u));
+    cr_expect(eq(int, (int)u.o.isolation, (int)TXM_ISOLATION_DEFAULT));
+    for (size_t i = v1; i < sizeof u.bytes; i++)
+        cr_assert(eq(u8, u.bytes[i], 0xAB), "txm_tx_options_init(…, 1) wrote byte %zu (a version-1 struct has %zu)", i,
+                  v1);
+    cr_assert(eq(int, txm_tx_options_init(&u.o, TXM_TX_OPTIONS_VERSION), 0));
+    cr_expect(eq(u32, u.o.lock_timeout_ms, 0u));
+    cr_expect(eq(u32, u.o.statement_timeout_ms, 0u));
+    cr_expect(eq(int, txm_tx_options_init(&u.o, TXM_TX_OPTIONS_VERSION + 1), TXM_EINVALID));
 }
 
 Test(options, retry_policy)
