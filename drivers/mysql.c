@@ -1857,7 +1857,10 @@ static int append_op(my_conn *c, txm_op *ops, size_t i, int *ends, int *alone)
         size_t before = c->nexp;
         if ((rc = put_sep(c)) || (rc = puts_(c, op->kind == TXM_OP_COMMIT ? "COMMIT" : "ROLLBACK")) ||
             (rc = push_expect(c, i, op->kind == TXM_OP_COMMIT ? R_COMMIT : R_ROLLBACK, 1)) ||
-            (rc = put_release_txlocks(c, i, 0)) || (rc = put_timeouts_restore(c, i, c->tmo_set, 0)))
+            (rc = put_release_txlocks(c, i, 0)) ||
+            /* tmo_begin: set by a BEGIN earlier in this packet (txm_batch's one flight); if that
+             * SET fails the server stops the packet before this restore. */
+            (rc = put_timeouts_restore(c, i, c->tmo_set | c->tmo_begin, 0)))
             return rc;
         for (size_t k = before; k + 1 < c->nexp; k++)
             c->exp[k].last = 0; /* the op is done at its last statement */
@@ -1924,6 +1927,7 @@ static int append_op(my_conn *c, txm_op *ops, size_t i, int *ends, int *alone)
 
 static void flight_reset(my_conn *c)
 {
+    c->tmo_begin = 0; /* a BEGIN of an earlier packet has reported (R_TMO_SET) into tmo_set */
     c->len = 0;
     if (c->buf)
         c->buf[0] = '\0';

@@ -265,6 +265,32 @@ Test(timeouts, no_extra_round_trip, .init = conf_init, .fini = conf_fini)
               (unsigned long long)timed.round_trips, (unsigned long long)plain.round_trips);
     cr_assert(timed.statements == plain.statements && timed.control == plain.control,
               "the settings are not counted as statements or control ops");
+
+    /* A batch sends BEGIN, its statements and COMMIT together: the save/set and the restore
+     * must ride in that same flight. */
+    {
+        txm_value p3[] = {txm_int(3)}, p4[] = {txm_int(4)};
+        txm_batch_stmt st[2] = {{"INSERT INTO t_item (id) VALUES (?)", p3, 1, NULL, 0, 0},
+                                {"INSERT INTO t_item (id) VALUES (?)", p4, 1, NULL, 0, 0}};
+        txm_batch_options bo = TXM_BATCH_OPTIONS_INIT;
+        txm_stats bplain, btimed;
+        const char *q = session_lock_setting_sql();
+        int64_t before = q ? conf_i64(conf.c, q) : 0;
+        s0 = conf_stats(conf.c);
+        CONF_OK(txm_batch(conf.c, st, 1, NULL));
+        bplain = conf_delta(conf.c, &s0);
+        bo.tx = &o;
+        s0 = conf_stats(conf.c);
+        CONF_OK(txm_batch(conf.c, st + 1, 1, &bo));
+        btimed = conf_delta(conf.c, &s0);
+        fprintf(stderr, "[%s] one-statement batch: %llu round trips without timeouts, %llu with both\n", conf.driver,
+                (unsigned long long)bplain.round_trips, (unsigned long long)btimed.round_trips);
+        cr_assert(btimed.round_trips == bplain.round_trips, "a timed batch cost %llu round trips instead of %llu",
+                  (unsigned long long)btimed.round_trips, (unsigned long long)bplain.round_trips);
+        cr_assert(conf_count(conf.c, "t_item") == 4);
+        if (q)
+            cr_assert(conf_i64(conf.c, q) == before, "the session's lock timeout was not put back after the batch");
+    }
 }
 
 Test(timeouts, outermost_only_and_validated, .init = conf_init, .fini = conf_fini)
