@@ -113,17 +113,19 @@ static int prepare(txm_conn *c, batch_run *b)
     return 0;
 }
 
-/* Durable options promise a transaction of the batch's own. Inside a caller's transaction the
- * batch is a savepoint whose work the caller may still roll back, so it is refused, as txm_begin
- * refuses a nested durable level; the policy's tx counts too (it is the fallback for tx). */
-static int refuse_nested_durable(const txm_conn *c, const txm_batch_options *opts)
+/* Inside a caller's transaction the batch is a savepoint level: its tx options follow the rules of
+ * a nested txm_begin (durable, isolation, read-only, timeouts: TXM_EMISUSE, never silently
+ * ignored). The retry policy is ignored there, but a durable promise in its tx is refused too:
+ * the caller may still roll the batch's work back. */
+static int check_nested(const txm_conn *c, const txm_batch_options *opts)
 {
-    const txm_tx_options *tx = opts->tx ? opts->tx : opts->retry ? opts->retry->tx : NULL;
-    if (!tx || !(tx->flags & TXM_TX_DURABLE))
+    if (opts->tx)
+        return txm__check_nested_tx_options(c, "txm_batch", opts->tx);
+    if (!opts->retry || !opts->retry->tx || !(opts->retry->tx->flags & TXM_TX_DURABLE))
         return 0;
     return txm__err(TXM_EMISUSE,
-                    "txm_batch: durable transaction options inside a transaction (depth %d); durable work "
-                    "must own its transaction so that its commit is final",
+                    "txm_batch: durable transaction options (the retry policy's) inside a transaction (depth %d); "
+                    "durable work must own its transaction so that its commit is final",
                     txm_depth(c));
 }
 
@@ -214,7 +216,7 @@ int txm_batch(txm_conn *c, txm_batch_stmt *stmts, size_t n, const txm_batch_opti
     b.tx = opts->tx;
     b.retry = opts->retry;
     b.outermost = txm_depth(c) == 0;
-    if (!b.outermost && (rc = refuse_nested_durable(c, opts)) != 0)
+    if (!b.outermost && (rc = check_nested(c, opts)) != 0)
         return txm__leave(c, rc);
     rc = prepare(c, &b);
     if (rc == 0) {

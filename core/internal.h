@@ -243,6 +243,9 @@ TXM_INTERNAL int txm__retry_loop(txm_conn *c, const txm_retry_policy *p, const c
 /* Sets the SQLSTATE of the thread's error record, a TXM_ETX_ABORTED that txm made itself, to the
  * engine's own state for it (25P02 with TXM_DIALECT_SQLSTATE_25P02), "" otherwise. */
 TXM_INTERNAL void txm__aborted_sqlstate(const txm_conn *c, txm_err_rec *r);
+/* TXM_EMISUSE (naming `who`) if opts ask for what only an outermost level can honour (durable,
+ * isolation, read-only, deferrable, timeouts); TXM_EINVALID for an unknown version. */
+TXM_INTERNAL int txm__check_nested_tx_options(const txm_conn *c, const char *who, const txm_tx_options *opts);
 /* Runs attempt(c, payload), one statement outside any transaction, and re-runs it while it fails
  * with TXM_EDEADLOCK or TXM_ESERIALIZATION, at most c->opts.autocommit_retries more times, with
  * the default policy's backoff; counts the re-runs in c->stats.autocommit_retries and logs them

@@ -82,12 +82,12 @@ int txm_tx_options_init(txm_tx_options *opts, unsigned version)
 
 /* Copies the caller's options (of any known version) into a current-version struct; fields the
  * caller's version lacks keep their defaults. Drivers always see the current version. */
-static int tx_options_load(txm_tx_options *dst, const txm_tx_options *src)
+static int tx_options_load(txm_tx_options *dst, const txm_tx_options *src, const char *who)
 {
     static const txm_tx_options def = TXM_TX_OPTIONS_INIT;
     size_t size = tx_options_size(src->version);
     if (!size)
-        return txm__err(TXM_EINVALID, "txm_begin: transaction options have unknown version %u (this txm knows 1..%u)",
+        return txm__err(TXM_EINVALID, "%s: transaction options have unknown version %u (this txm knows 1..%u)", who,
                         src->version, (unsigned)TXM_TX_OPTIONS_VERSION);
     *dst = def;
     memcpy(dst, src, size);
@@ -95,19 +95,44 @@ static int tx_options_load(txm_tx_options *dst, const txm_tx_options *src)
     return 0;
 }
 
-/* Checks the per-transaction timeouts of a level about to open (see txm_begin). */
-static int check_timeouts(const txm_conn *c, const txm_tx_options *o, bool user_outermost)
+/* What a level inside a transaction refuses (txm_begin on a nested level, txm_batch's tx options
+ * inside a transaction): options only a transaction of its own can honour. Never silently
+ * ignored: a savepoint cannot make durable work final, change the isolation or own a timeout. */
+static int nested_rules(const txm_conn *c, const char *who, const txm_tx_options *o)
+{
+    if (o->flags & TXM_TX_DURABLE)
+        return txm__err(TXM_EMISUSE,
+                        "%s: a durable block was opened inside a transaction (depth %d); durable code must "
+                        "own its transaction so that its commit is final",
+                        who, txm_depth(c));
+    if (o->isolation != TXM_ISOLATION_DEFAULT || (o->flags & (TXM_TX_READ_ONLY | TXM_TX_DEFERRABLE)))
+        return txm__err(TXM_EMISUSE,
+                        "%s: isolation level, read-only and deferrable can only be set on the outermost "
+                        "level (depth is %d)",
+                        who, txm_depth(c));
+    if (o->lock_timeout_ms || o->statement_timeout_ms)
+        return txm__err(TXM_EMISUSE,
+                        "%s: lock_timeout_ms and statement_timeout_ms can only be set on the outermost level "
+                        "(depth is %d): they hold for the whole transaction",
+                        who, txm_depth(c));
+    return 0;
+}
+
+int txm__check_nested_tx_options(const txm_conn *c, const char *who, const txm_tx_options *opts)
+{
+    txm_tx_options o;
+    int rc = tx_options_load(&o, opts, who);
+    return rc ? rc : nested_rules(c, who, &o);
+}
+
+/* Checks the per-transaction timeouts of an outermost level about to open (see txm_begin). */
+static int check_timeouts(const txm_conn *c, const txm_tx_options *o)
 {
     if (!o->lock_timeout_ms && !o->statement_timeout_ms)
         return 0;
     if (o->lock_timeout_ms > TXM_TX_TIMEOUT_MAX_MS || o->statement_timeout_ms > TXM_TX_TIMEOUT_MAX_MS)
         return txm__err(TXM_EINVALID, "txm_begin: lock_timeout_ms %u / statement_timeout_ms %u: the largest is %u",
                         o->lock_timeout_ms, o->statement_timeout_ms, TXM_TX_TIMEOUT_MAX_MS);
-    if (!user_outermost)
-        return txm__err(TXM_EMISUSE,
-                        "txm_begin: lock_timeout_ms and statement_timeout_ms can only be set on the outermost level "
-                        "(depth is %d): they hold for the whole transaction",
-                        txm_depth(c));
     if (!(c->drv->caps & TXM_CAP_TX_TIMEOUTS))
         return txm__err(TXM_ENOTSUPPORTED,
                         "txm_begin: driver '%s' does not support per-transaction timeouts (no TXM_CAP_TX_TIMEOUTS); "
@@ -427,7 +452,7 @@ static int begin_level(txm_tx **out, txm_conn *c, const txm_tx_options *opts)
 
     if (!opts)
         opts = &def;
-    if ((rc = tx_options_load(&loaded, opts)) != 0)
+    if ((rc = tx_options_load(&loaded, opts, "txm_begin")) != 0)
         return rc;
     opts = &loaded;
     if (opts->flags & ~(unsigned)(TXM_TX_DURABLE | TXM_TX_JOIN | TXM_TX_READ_ONLY | TXM_TX_DEFERRABLE))
@@ -435,20 +460,9 @@ static int begin_level(txm_tx **out, txm_conn *c, const txm_tx_options *opts)
     if ((unsigned)opts->isolation > (unsigned)TXM_ISOLATION_SERIALIZABLE)
         return txm__err(TXM_EINVALID, "txm_begin: unknown isolation level %d", (int)opts->isolation);
     user_outermost = c->depth == user_base(c);
-    if ((opts->flags & TXM_TX_DURABLE) && !user_outermost)
-        return txm__err(TXM_EMISUSE,
-                        "txm_begin: a durable block was opened inside a transaction (depth %d); durable code must "
-                        "own its transaction so that its commit is final",
-                        txm_depth(c));
     if ((opts->flags & TXM_TX_JOIN) && user_outermost)
         return txm__err(TXM_EMISUSE, "txm_begin: TXM_TX_JOIN needs an enclosing level to join, but none is open");
-    if (!user_outermost && (opts->isolation != TXM_ISOLATION_DEFAULT ||
-                            (opts->flags & (TXM_TX_READ_ONLY | TXM_TX_DEFERRABLE))))
-        return txm__err(TXM_EMISUSE,
-                        "txm_begin: isolation level, read-only and deferrable can only be set on the outermost "
-                        "level (depth is %d)",
-                        txm_depth(c));
-    if ((rc = check_timeouts(c, opts, user_outermost)) != 0)
+    if ((rc = user_outermost ? check_timeouts(c, opts) : nested_rules(c, "txm_begin", opts)) != 0)
         return rc;
     if (c->depth == 0 && c->broken)
         return txm__err(TXM_ECONNECTION, "txm_begin: the connection was lost; call txm_reconnect");

@@ -447,9 +447,11 @@ typedef struct txm_batch_stmt {
 #define TXM_BATCH_OPTIONS_VERSION 1
 typedef struct txm_batch_options {
     unsigned version;
-    const txm_tx_options *tx;       /* depth 0 only: the transaction's options; NULL = defaults.
-                                     * With TXM_TX_DURABLE (here or in retry->tx) inside a
-                                     * transaction: TXM_EMISUSE, nothing sent */
+    const txm_tx_options *tx;       /* the transaction's options; NULL = defaults. Inside a
+                                     * transaction the batch is a nested level: what txm_begin
+                                     * refuses on one (durable, isolation, read-only, deferrable,
+                                     * timeouts) is TXM_EMISUSE, nothing sent; so is a durable
+                                     * retry->tx */
     const txm_retry_policy *retry;  /* depth 0 only: retry the whole batch on transient errors, as
                                      * txm_retry would; NULL = run once. Ignored inside a transaction
                                      * (the caller's transaction decides). */

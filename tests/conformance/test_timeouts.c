@@ -306,6 +306,26 @@ Test(timeouts, outermost_only_and_validated, .init = conf_init, .fini = conf_fin
     o.statement_timeout_ms = 100;
     CONF_RC(TXM_EMISUSE, txm_begin(&n1, conf.c, &o));
     cr_assert(txm_depth(conf.c) == 1, "a refused level is not opened");
+    {
+        /* A batch inside a transaction is a nested level: the same rule, never ignored. */
+        txm_value p1[] = {txm_int(1)};
+        txm_batch_stmt st = {"INSERT INTO t_item (id) VALUES (?)", p1, 1, NULL, 0, 0};
+        txm_batch_options bo = TXM_BATCH_OPTIONS_INIT;
+        txm_tx_options iso = TXM_TX_OPTIONS_INIT;
+        txm_stats s0 = conf_stats(conf.c), d;
+        bo.tx = &o;
+        CONF_RC(TXM_EMISUSE, txm_batch(conf.c, &st, 1, &bo));
+        cr_assert(conf_contains(txm_error_last()->message, "txm_batch") &&
+                      conf_contains(txm_error_last()->message, "outermost"),
+                  "%s", txm_error_last()->message);
+        cr_assert(st.status == TXM_ECANCELED, "the statement ran (status %d)", st.status);
+        iso.isolation = TXM_ISOLATION_SERIALIZABLE;
+        bo.tx = &iso;
+        CONF_RC(TXM_EMISUSE, txm_batch(conf.c, &st, 1, &bo));
+        d = conf_delta(conf.c, &s0);
+        cr_assert(d.round_trips == 0, "a refused batch sent something");
+        CONF_OK(conf_item(conf.c, 5)); /* the caller's transaction is not poisoned */
+    }
     CONF_OK(txm_rollback(t));
 
     o.statement_timeout_ms = TXM_TX_TIMEOUT_MAX_MS + 1u;
