@@ -103,7 +103,7 @@ EOF
                 break
             fi
         fi
-        if grep -qi 'address already in use\|could not bind\|listen' "$dir/pgbouncer.log"; then
+        if grep -qi 'address already in use\|could not bind' "$dir/pgbouncer.log"; then
             txm_log "port $lport was taken; retrying (attempt $attempt)"
             continue
         fi

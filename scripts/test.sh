@@ -264,7 +264,9 @@ phase_done "tests (plain)"
 section "tests: PostgreSQL conformance through PgBouncer (transaction pooling)"
 rm -f build/meson-logs/testlog-pgbouncer.*
 rc=0
-run_logged test-pgbouncer env TXM_TEST_PG_URL="$pgb_url" TXM_CONFORMANCE_POOLER=transaction \
+# The URL goes in as a prefix assignment, not as `env URL=...`: run_logged writes its command line
+# into the log (and on failure to stderr), and the URL carries the password.
+TXM_TEST_PG_URL=$pgb_url TXM_CONFORMANCE_POOLER=transaction run_logged test-pgbouncer \
     meson test -C build --no-rebuild --print-errorlogs \
     --timeout-multiplier "${TXM_TEST_TIMEOUT_MULTIPLIER:-3}" --num-processes 1 conformance-postgresql \
     --logbase testlog-pgbouncer || rc=$?
