@@ -172,6 +172,7 @@ typedef struct pg_stmt {
     int ntypes;
     unsigned uses;
     uint32_t id; /* the name's number (0 until first prepared) */
+    char name[40]; /* stmt_prefix + id, formatted once (snprintf per execution showed in profiles) */
     pg_prep state;
     uint64_t tick; /* last use, for LRU */
 } pg_stmt;
@@ -992,17 +993,26 @@ static void fail_from_result(pg_conn *pc, pg_fail *f, size_t op, pg_role role, c
 
 #define PG_STMT_MAX_LEN 65536 /* longer texts (generated bulk statements) run unnamed */
 
+/* 8 bytes per step (a per-byte FNV loop was most of a lookup's cost in profiles); equal keys are
+ * confirmed by comparing the whole text and types, so the hash only has to spread. */
 static uint64_t stmt_hash(const char *sql, size_t len, const Oid *types, int n)
 {
-    uint64_t h = 0xcbf29ce484222325u;
-    size_t i;
-    for (i = 0; i < len; i++) {
-        h ^= (unsigned char)sql[i];
-        h *= 0x100000001b3u;
+    uint64_t h = 0x9e3779b97f4a7c15u ^ len, w;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&w, sql + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdu;
+        h ^= h >> 32;
+    }
+    if (i < len) {
+        w = 0;
+        memcpy(&w, sql + i, len - i);
+        h = (h ^ w) * 0xff51afd7ed558ccdu;
+        h ^= h >> 32;
     }
     for (i = 0; i < (size_t)n; i++) {
-        h ^= (uint64_t)types[i];
-        h *= 0x100000001b3u;
+        h = (h ^ (uint64_t)types[i]) * 0xc4ceb9fe1a85ec53u;
+        h ^= h >> 29;
     }
     return h;
 }
@@ -1118,7 +1128,6 @@ static int send_cached(pg_conn *pc, size_t *nq, size_t idx, pg_role role, const 
                        pg_fail *lf)
 {
     pg_stmt *s = pc->stmt_cap ? stmt_get(pc, sql, n, types) : NULL;
-    char name[48];
     int rc;
     if (!s)
         return queue(pc, nq, idx, role, sql, n, types, values, lengths, formats, lf);
@@ -1131,14 +1140,13 @@ static int send_cached(pg_conn *pc, size_t *nq, size_t idx, pg_role role, const 
             if (++pc->stmt_next_id == 0)
                 ++pc->stmt_next_id;
             s->id = pc->stmt_next_id;
+            stmt_name(pc, s->id, s->name, sizeof s->name);
         }
-        stmt_name(pc, s->id, name, sizeof name);
-        if ((rc = queue_q(pc, nq, idx, role, name, s->id, true, s->sql, n, s->types, NULL, NULL, NULL, lf)))
+        if ((rc = queue_q(pc, nq, idx, role, s->name, s->id, true, s->sql, n, s->types, NULL, NULL, NULL, lf)))
             return rc;
         s->state = PREP_SENT;
     }
-    stmt_name(pc, s->id, name, sizeof name);
-    return queue_q(pc, nq, idx, role, name, s->id, false, NULL, n, NULL, values, lengths, formats, lf);
+    return queue_q(pc, nq, idx, role, s->name, s->id, false, NULL, n, NULL, values, lengths, formats, lf);
 }
 
 /* A control statement (no parameters) through the cache. */
@@ -1200,10 +1208,26 @@ static void stmt_failed(pg_conn *pc, const pg_query *q, const PGresult *res, pg_
     bool stale = st && strcmp(st, "0A000") == 0, gone = st && strcmp(st, "26000") == 0;
     if (!stale && !gone)
         return;
-    if ((s = stmt_by_id(pc, q->stmt)) != NULL)
-        stmt_remove(pc, s, stale);
     if (f->set && f->op == q->op && f->role == q->role)
         f->stale = true;
+    if ((s = stmt_by_id(pc, q->stmt)) == NULL)
+        return;
+    if (gone && s->state == PREP_READY) {
+        /* A statement this session prepared has vanished, and the application ran no DISCARD ALL
+         * or DEALLOCATE ALL: a transaction pooler that does not track named statements lent
+         * this client another server session (or the application deallocated txm's name). Named
+         * statements cannot be trusted on this connection: the cache goes off for good. */
+        stmt_clear(pc);
+        pc->stmt_cap = 0;
+        txm_driver_log(&pc->base, TXM_LOG_WARN,
+                       "%s: a statement txm prepared on this connection is gone from the server (26000); this "
+                       "happens behind a transaction pooler that does not track prepared statements (PgBouncer "
+                       "before 1.21, or without max_prepared_statements): the statement cache is now off for "
+                       "this connection; put txm_statement_cache=off in the URL",
+                       pc->redacted);
+        return;
+    }
+    stmt_remove(pc, s, stale);
 }
 
 static void put_be64(char *dst, uint64_t v)
@@ -2091,10 +2115,14 @@ static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *ou
     }
     if (f.code == TXM_ECOMMIT_UNKNOWN)
         pc->outcome_pending = true;
-    if (f.stale && !lost && n == 1 && ops[0].kind == TXM_OP_STATEMENT && before == PQTRANS_IDLE &&
-        PQtransactionStatus(conn) == PQTRANS_IDLE && !pc->stmt_retrying) {
-        /* A lone statement outside a transaction whose cached plan was stale: the server ran
-         * nothing of it (the error comes at Bind) and its entry is gone. Run it once more. */
+    if (f.stale && !lost && f.op == 0 && before == PQTRANS_IDLE && PQtransactionStatus(conn) == PQTRANS_IDLE &&
+        !pc->stmt_retrying) {
+        /* The run's first op failed at the Bind of a cached statement that was stale or gone
+         * (see stmt_failed), outside a transaction, and the server is still outside one: the
+         * server ran nothing of the run (the error comes at Bind, the rest of the flight was
+         * skipped, and the implicit transaction or the BEGIN died with it). The entry is gone
+         * (or the cache off): run it all once more. This is a lone statement after an ALTER
+         * TABLE, or the BEGIN of a transaction on the server session a pooler lent. */
         unsigned rt = out->round_trips;
         int rc;
         pc->stmt_retrying = true;

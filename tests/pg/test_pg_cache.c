@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,14 +260,26 @@ Test(pg_cache, stale_plan_inside_a_transaction_aborts_it_and_the_next_attempt_su
     txm_close(c);
 }
 
+static atomic_int cache_warnings;
+static void cache_log(txm_log_level level, const char *msg, void *p)
+{
+    (void)p;
+    if (level == TXM_LOG_WARN && strstr(msg, "txm_statement_cache=off") && !strstr(msg, "txm-secret"))
+        atomic_fetch_add(&cache_warnings, 1);
+}
+
 Test(pg_cache, hostile_texts_never_hit_another_entry)
 {
     txm_conn *c;
+    txm_open_options o;
     char *big;
-    size_t bigsz = 70000, o;
+    size_t bigsz = 70000, o_len;
     int r;
     NEED_PG();
-    c = open_with(NULL);
+    OK(txm_open_options_init(&o, TXM_OPEN_OPTIONS_VERSION));
+    o.log = cache_log;
+    o.log_level = TXM_LOG_WARN;
+    c = check_open(pg_url(), &o);
     for (r = 0; r < 3; r++) {
         /* Texts that differ in their last byte, or only in a literal. */
         cr_assert_eq(q_p(c, "SELECT ?::int8 + 1", r), r + 1);
@@ -295,8 +308,8 @@ Test(pg_cache, hostile_texts_never_hit_another_entry)
     /* A text longer than the cache keeps runs unnamed, and right. */
     big = malloc(bigsz + 64);
     cr_assert_not_null(big);
-    o = (size_t)snprintf(big, bigsz, "SELECT ?::int8 + 3 /*");
-    memset(big + o, 'x', bigsz - o);
+    o_len = (size_t)snprintf(big, bigsz, "SELECT ?::int8 + 3 /*");
+    memset(big + o_len, 'x', bigsz - o_len);
     memcpy(big + bigsz, "*/", 3);
     for (r = 0; r < 3; r++)
         cr_assert_eq(q_p(c, big, r), r + 3);
@@ -318,9 +331,15 @@ Test(pg_cache, hostile_texts_never_hit_another_entry)
         txm_rows_free(rows);
         snprintf(sql, sizeof sql, "DEALLOCATE %s", name);
         x(c, sql);
+        /* What a transaction pooler that lends another server session looks like: the driver
+         * runs the statement again unnamed, warns, and prepares nothing more on this connection. */
+        atomic_store(&cache_warnings, 0);
         cr_assert_eq(q_p(c, "SELECT ?::int8 + 1", 40), 41);
+        cr_assert_eq(atomic_load(&cache_warnings), 1, "one warning naming txm_statement_cache=off");
         cr_assert_eq(q_p(c, "SELECT ?::int8 + 1", 41), 42);
-        cr_assert_eq(prepared(c, "SELECT $1::int8 + 1"), 1);
+        cr_assert_eq(q_p(c, "SELECT ?::int8 + 7", 1), 8);
+        cr_assert_eq(q_p(c, "SELECT ?::int8 + 7", 2), 9);
+        cr_assert_eq(prepared_total(c), 0, "the cache is off for this connection");
     }
     txm_close(c);
 }
