@@ -2,8 +2,9 @@
  * PostgreSQL driver (libpq). See docs/driver-postgresql.md for URLs, types, the error table,
  * advisory lock keys and how commit outcomes are resolved.
  *
- * Flights. run() sends every op with PQsendQueryParams in libpq pipeline mode (unnamed
- * statements: it works through pgbouncer in transaction pooling mode), ends the batch with ONE
+ * Flights. run() sends every op in libpq pipeline mode (unnamed with PQsendQueryParams, or
+ * through the prepared-statement cache: see pg_stmt; off behind a pooler that does not track
+ * named statements, URL txm_statement_cache=off), ends the batch with ONE
  * PQpipelineSync and then reads the results: one network round trip per run, however many
  * control statements (BEGIN, SAVEPOINT, RELEASE, COMMIT) and statements travel together. The one
  * exception: a statement whose rows are buffered ends its flight when ops follow it (see pg_run).
