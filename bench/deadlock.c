@@ -16,6 +16,8 @@
  *   none         base_delay_us 0: the next attempt starts at once;
  *   exponential  TXM_RETRY_JITTER_NONE: sleep min(cap, base * 2^(attempt-1)) exactly;
  *   full-jitter  TXM_RETRY_JITTER_FULL (txm's default): sleep rand(0, that bound).
+ *   full-jitter-x2  full jitter with base and cap doubled (4 ms, 400 ms): the same MEAN sleep as
+ *                exponential, so that the two differ in the randomness alone.
  * SQLite (file) takes the write lock at BEGIN IMMEDIATE, so its workers only wait and never
  * retry: it runs full-jitter only. The repetitions are interleaved (repetition 1 of every policy
  * and worker count, then repetition 2, ...) so drift hits every policy alike. Reported per
@@ -38,8 +40,8 @@
 enum { C_DEADLOCK, C_SERIAL, C_LOCKTO, C_OTHER, C_N };
 static const char *const cause_names[C_N] = {"deadlock", "serialization", "lock_timeout", "other"};
 
-enum { P_NONE, P_EXP, P_FULL, P_N };
-static const char *const policy_names[P_N] = {"none", "exponential", "full-jitter"};
+enum { P_NONE, P_EXP, P_FULL, P_FULL2, P_N };
+static const char *const policy_names[P_N] = {"none", "exponential", "full-jitter", "full-jitter-x2"};
 
 typedef enum { S_OPPOSITE, S_SERIAL, S_SAME, S_N } dl_scenario;
 static const char *const scenario_names[S_N] = {"opposite-order", "serializable", "same-order"};
@@ -199,6 +201,10 @@ static void policy_of(unsigned p, dl_scenario sc, txm_retry_policy *out)
         out->base_delay_us = 0;
     else if (p == P_EXP)
         out->jitter = TXM_RETRY_JITTER_NONE;
+    else if (p == P_FULL2) {
+        out->base_delay_us *= 2;
+        out->max_delay_us *= 2;
+    }
     if (sc == S_SERIAL)
         out->tx = &serializable;
 }
@@ -395,8 +401,9 @@ int bench_group_deadlock(const bench_opts *o, bench_engine *engines, size_t n)
            DL_MAX_ATTEMPTS);
     printf("#   workers update row 2 first; serializable: SERIALIZABLE, SELECT SUM(v) of both rows, then update\n");
     printf("#   both in order; same-order: lock waiting only. Policies: none (base 0), exponential (no jitter,\n");
-    printf("#   base %u us, cap %u us), full-jitter (txm's default). %.2f s per repetition, %u repetitions\n",
-           def.base_delay_us, def.max_delay_us, o->dl_rep_s, o->reps);
+    printf("#   base %u us, cap %u us), full-jitter (txm's default), full-jitter-x2 (base and cap doubled: the\n",
+           def.base_delay_us, def.max_delay_us);
+    printf("#   mean sleep of exponential). %.2f s per repetition, %u repetitions\n", o->dl_rep_s, o->reps);
     printf("#   interleaved: median and range (lo-hi). retries/commit = wasted attempts per committed transaction;\n");
     printf("#   latency = one txm_retry call, in ms.\n");
     printf("   %-11s %-14s %-18s %8s %12s %7s %12s %7s %8s %12s %5s %7s  %s\n", "engine", "scenario", "policy/workers",
