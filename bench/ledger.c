@@ -449,6 +449,18 @@ static void print_row(const char *cas, int i, lg_result *res, const double *rate
            res->note[0] ? ": " : "", res->note);
 }
 
+static void print_ratios(const char *cas, const lg_result *res)
+{
+    if (res[I_TXM].per_s <= 0 || (res[I_FLOOR].per_s <= 0 && res[I_LOCK_TABLE].per_s <= 0))
+        return;
+    printf("   %-11s %-12s", cas, "ratios");
+    if (res[I_FLOOR].per_s > 0)
+        printf(" txm/update-floor %.2f", res[I_TXM].per_s / res[I_FLOOR].per_s);
+    if (res[I_LOCK_TABLE].per_s > 0)
+        printf(" txm/lock-table %.2f", res[I_TXM].per_s / res[I_LOCK_TABLE].per_s);
+    printf("\n");
+}
+
 static void record(const char *engine, const char *cas, const char *impl, const lg_result *res)
 {
     bench_record("ledger", engine, cas, impl, "commits_per_s", res->per_s);
@@ -523,10 +535,7 @@ static int run_engine(const bench_opts *o, const bench_engine *e, const unsigned
                     bad = 1;
                 record(e->name, cas, impl_names[i], &res[i]);
             }
-            if (res[I_TXM].per_s > 0 && (res[I_FLOOR].per_s > 0 || res[I_LOCK_TABLE].per_s > 0))
-                printf("   %-11s %-12s txm/update-floor %.2f, txm/lock-table %.2f\n", cas, "ratios",
-                       res[I_FLOOR].per_s > 0 ? res[I_TXM].per_s / res[I_FLOOR].per_s : 0,
-                       res[I_LOCK_TABLE].per_s > 0 ? res[I_TXM].per_s / res[I_LOCK_TABLE].per_s : 0);
+            print_ratios(cas, res);
         }
     txm_billing_free(b);
     txm_close(c);
