@@ -403,8 +403,10 @@ static int parse_writers(const char *s, unsigned *out, size_t max, size_t *n)
 {
     const char *p = s;
     *n = 0;
-    while (*p && *n < max) {
+    while (*p) {
         char *end;
+        if (*n == max)
+            return -1;
         long w = strtol(p, &end, 10);
         if (end == p || w < 1 || w > LG_MAX_WRITERS || (*end && *end != ','))
             return -1;
@@ -542,15 +544,36 @@ static int run_engine(const bench_opts *o, const bench_engine *e, const unsigned
     return bad ? -1 : 0;
 }
 
+/* Unknown names in --lg-impl are refused rather than silently measuring nothing. */
+static int check_impls(const char *list)
+{
+    const char *p = list;
+    while (p && *p) {
+        size_t len = strcspn(p, ","), i, found = 0;
+        for (i = 0; i < I_N; i++)
+            if (strlen(impl_names[i]) == len && strncmp(impl_names[i], p, len) == 0)
+                found = 1;
+        if (!found) {
+            printf("# ledger: unknown implementation '%.*s' in --lg-impl (txm, naive, lock-last, lock-table, "
+                   "update-floor)\n", (int)len, p);
+            return -1;
+        }
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
 int bench_group_ledger(const bench_opts *o, bench_engine *engines, size_t n)
 {
     unsigned wv[16];
     size_t nw, i;
     int rc = 0;
     if (parse_writers(o->lg_writers ? o->lg_writers : o->quick ? "1,4" : "1,2,4,8,16", wv, 16, &nw) != 0) {
-        printf("# ledger: --lg-writers wants a list of 1..%d\n", LG_MAX_WRITERS);
+        printf("# ledger: --lg-writers wants a comma-separated list of 1..%d (at most 16 entries)\n", LG_MAX_WRITERS);
         return 1;
     }
+    if (check_impls(o->lg_impls) != 0)
+        return 1;
     printf("\n# ledger: W writers x own connection post +1 to ONE account (hot/wW) or one account each\n"
            "#   (spread/wW): txm_billing_post vs hand-written designs (naive, lock-last, lock-table) vs a bare\n"
            "#   autocommit UPDATE balance = balance + 1 loop (update-floor, raw client). wrong = entries whose\n"
