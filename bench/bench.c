@@ -5,6 +5,7 @@
  *   txm-bench [--quick] [--csv FILE] [--group LIST] [--engine LIST] [--shape LIST]
  *             [--reps N] [--iterations N] [--seconds S] [--dl-seconds S]
  *             [--ct-writers LIST] [--ct-tx N] [--ct-policies LIST]
+ *             [--lg-writers LIST] [--lg-seconds S] [--lg-impl LIST]
  *
  * Engines: sqlite-mem (sqlite::memory:), sqlite-file (a temp file, WAL, synchronous=OFF),
  * postgresql (TXM_BENCH_PG_URL or TXM_TEST_PG_URL), mysql (TXM_BENCH_MYSQL_URL or
@@ -31,7 +32,7 @@ static const group groups[] = {
     {"overhead", "txm vs raw client calls on the same SQL, per transaction shape", bench_group_overhead},
     {"deadlock", "retry policies side by side: 2/4/8 workers, deadlocks and SERIALIZABLE failures", bench_group_deadlock},
     {"contention", "retry policies: N SERIALIZABLE writers on one row, give-ups and attempts", bench_group_contention},
-    /* ledger throughput is measured by tests/billing (docs/billing.md "Measured"), not here */
+    {"ledger", "running-balance ledger: txm_billing_post vs naive designs and a bare UPDATE, N writers", bench_group_ledger},
 };
 
 void bench_strlcpy(char *dst, const char *src, size_t size)
@@ -288,6 +289,9 @@ static void usage(FILE *f)
                "  --ct-policies L  contention group: retry policies, each `default` or\n"
                "                   max_attempts/base_delay_us/max_delay_us/deadline_ms (default:\n"
                "                   5/2000/200000/0,default)\n"
+               "  --lg-writers L   ledger group: writer counts (default 1,2,4,8,16; --quick 1,4)\n"
+               "  --lg-seconds S   ledger group: seconds per configuration (default 1; --quick 0.1)\n"
+               "  --lg-impl L      ledger group: txm,naive,lock-last,lock-table,update-floor (default: all)\n"
                "environment: TXM_BENCH_PG_URL / TXM_TEST_PG_URL, TXM_BENCH_MYSQL_URL / TXM_TEST_MYSQL_URL\n"
                "groups:\n");
     for (i = 0; i < sizeof groups / sizeof groups[0]; i++)
@@ -345,6 +349,12 @@ int main(int argc, char **argv)
             o.ct_tx = (unsigned)strtoul(argv[++a], NULL, 10);
         else if (val && strcmp(arg, "--ct-policies") == 0)
             o.ct_policies = argv[++a];
+        else if (val && strcmp(arg, "--lg-writers") == 0)
+            o.lg_writers = argv[++a];
+        else if (val && strcmp(arg, "--lg-seconds") == 0)
+            o.lg_seconds = atof(argv[++a]);
+        else if (val && strcmp(arg, "--lg-impl") == 0)
+            o.lg_impls = argv[++a];
         else {
             fprintf(stderr, "txm-bench: unknown or incomplete option '%s'\n", arg);
             usage(stderr);

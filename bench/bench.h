@@ -34,6 +34,9 @@ typedef struct bench_opts {
     const char *ct_policies; /* contention group: policies (default, A/B/C/D); NULL = built-in list */
     const char *ct_writers;  /* contention group: writer counts, e.g. "2,4,8"; NULL = 2,4,8 */
     unsigned ct_tx;          /* contention group: transactions per configuration; 0 = 1000 */
+    const char *lg_writers;  /* ledger group: writer counts; NULL = 1,2,4,8,16 (--quick: 1,4) */
+    double lg_seconds;       /* ledger group: seconds per configuration; 0 = 1 (--quick: 0.1) */
+    const char *lg_impls;    /* ledger group: implementations (txm,naive,...); NULL = all */
 } bench_opts;
 
 typedef enum bench_kind { BENCH_SQLITE = 0, BENCH_PG = 1, BENCH_MYSQL = 2 } bench_kind;
@@ -135,6 +138,7 @@ typedef int (*bench_group_fn)(const bench_opts *o, bench_engine *engines, size_t
 int bench_group_overhead(const bench_opts *o, bench_engine *engines, size_t n);
 int bench_group_deadlock(const bench_opts *o, bench_engine *engines, size_t n);
 int bench_group_contention(const bench_opts *o, bench_engine *engines, size_t n);
+int bench_group_ledger(const bench_opts *o, bench_engine *engines, size_t n);
 
 /* Copies src (NULL = "") into dst, truncating; always NUL-terminates. */
 void bench_strlcpy(char *dst, const char *src, size_t size);
