@@ -111,13 +111,14 @@ static void run_case(const bench_opts *o, const bench_engine *e, const char *cas
 
     if (reps > BENCH_MAX_REPS)
         reps = BENCH_MAX_REPS;
-    fprintf(stderr, "[deadlock] %s %s ...\n", e->name, cas);
+    bench_progress("deadlock", "%s %s", e->name, cas);
     for (r = 0; r < reps; r++) {
         pthread_barrier_t bar;
         pthread_t th[2];
         dl_thread t[2];
         double el = 0;
         memset(t, 0, sizeof t);
+        bench_progress_step("rep %u/%u", r + 1, reps);
         pthread_barrier_init(&bar, NULL, 2);
         for (k = 0; k < 2; k++) {
             t[k].e = e;
@@ -130,6 +131,7 @@ static void run_case(const bench_opts *o, const bench_engine *e, const char *cas
         for (k = 0; k < 2; k++)
             pthread_join(th[k], NULL);
         pthread_barrier_destroy(&bar);
+        bench_progress_clear();
         if (!t[0].ok || !t[1].ok) {
             printf("   %-12s %-15s failed: %s\n", e->name, cas, t[0].ok ? t[1].err : t[0].err);
             bench_record("deadlock", e->name, cas, "txm_retry", "failed", 1);

@@ -115,6 +115,14 @@ int bench_write_csv(const char *path)
     return 0;
 }
 
+void bench_results_each(bench_result_fn fn, void *ctx)
+{
+    size_t i;
+    for (i = 0; i < nrecs; i++)
+        if (!recs[i].text)
+            fn(ctx, recs[i].group, recs[i].engine, recs[i].cas, recs[i].impl, recs[i].metric, recs[i].value);
+}
+
 void bench_results_free(void)
 {
     size_t i;
