@@ -277,6 +277,7 @@ static void usage(FILE *f)
                "  --plot FILE.svg  draw commits/s against writers (groups ledger, contention) with gnuplot,\n"
                "                   if it is on PATH (skipped with a message if not)\n"
                "  --plot-metric L  metrics --plot draws (default commits_per_s,tx_per_s)\n"
+               "  --plot-from CSV  with --plot: draw the results of an earlier --csv file, measure nothing\n"
                "  --progress       progress line on stderr even when it is not a terminal (one line per step)\n"
                "  --group LIST     comma-separated groups (default: all)\n"
                "  --engine LIST    sqlite-mem,sqlite-file,postgresql,mysql (default: all)\n"
@@ -304,7 +305,7 @@ int main(int argc, char **argv)
 {
     bench_opts o;
     bench_engine engines[4];
-    const char *csv = NULL, *plot = NULL, *plot_metrics = NULL;
+    const char *csv = NULL, *plot = NULL, *plot_metrics = NULL, *plot_from = NULL;
     int progress = 0;
     size_t n, i, ne = 0;
     int a, rc = 0;
@@ -329,6 +330,8 @@ int main(int argc, char **argv)
             csv = argv[++a];
         else if (val && strcmp(arg, "--plot") == 0)
             plot = argv[++a];
+        else if (val && strcmp(arg, "--plot-from") == 0)
+            plot_from = argv[++a];
         else if (val && strcmp(arg, "--plot-metric") == 0)
             plot_metrics = argv[++a];
         else if (strcmp(arg, "--progress") == 0)
@@ -382,6 +385,19 @@ int main(int argc, char **argv)
     }
 
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (plot_from) { /* draw an earlier run's CSV; measure nothing */
+        unsigned nread;
+        if (!plot) {
+            fprintf(stderr, "txm-bench: --plot-from needs --plot FILE.svg\n");
+            return 2;
+        }
+        if (bench_read_csv(plot_from, &nread) != 0)
+            return 1;
+        printf("# %u numbers read from %s\n", nread, plot_from);
+        rc = bench_plot(plot, plot_metrics) != 0;
+        bench_results_free();
+        return rc;
+    }
     bench_progress_init(progress);
     describe_machine(&o);
     n = make_engines(engines);

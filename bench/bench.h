@@ -133,6 +133,8 @@ void bench_results_free(void);
 typedef void (*bench_result_fn)(void *ctx, const char *group, const char *engine, const char *cas, const char *impl,
                                 const char *metric, double value);
 void bench_results_each(bench_result_fn fn, void *ctx);
+/* Records every number of a CSV written by --csv (meta rows skipped), for --plot-from. */
+int bench_read_csv(const char *path, unsigned *nread);
 
 /* ---- progress line, counter checks (progress.c), --plot (plot.c) ---------------------------- */
 /* The progress line on stderr: rewritten in place on a terminal, one line per step with

@@ -6,8 +6,8 @@
 #   2. with TXM_BENCH_BREAK_CHECKS=1 (every check expects one more than the right value) the
 #      same kind of run exits 1 and prints CHECK FAILED: a wrong counter fails the run;
 #   3. (sqlite only) `txm bench` in the build tree runs this build's txm-bench; --plot draws
-#      the contention group's curves when gnuplot is on PATH, and without gnuplot on PATH the
-#      run still exits 0, says so, and writes no file.
+#      the contention group's curves when gnuplot is on PATH, and so does --plot-from with the
+#      run's CSV; without gnuplot on PATH the run still exits 0, says so, and writes no file.
 #
 # usage: quick.sh TXM-BENCH TXM ENGINES [URL-VAR]
 # Exit 0 pass, 77 skip (URL-VAR unset), anything else fails.
@@ -64,12 +64,20 @@ grep -q '^== overhead | sqlite-mem' "$tmp/t.out" || fail "txm bench did not run 
 plot_args=(--quick --engine sqlite-file --group contention --ct-writers 1,2 --ct-tx 10)
 if command -v gnuplot >/dev/null; then
     rc=0
-    "$bench" "${plot_args[@]}" --plot "$tmp/c.svg" >"$tmp/p.out" 2>&1 || rc=$?
+    "$bench" "${plot_args[@]}" --plot "$tmp/c.svg" --csv "$tmp/c.csv" >"$tmp/p.out" 2>&1 || rc=$?
     grep '^# plot' "$tmp/p.out"
     [ "$rc" -eq 0 ] || { tail -n 20 "$tmp/p.out"; fail "--plot exited $rc"; }
     grep -q '<svg' "$tmp/c.svg" 2>/dev/null || fail "--plot wrote no SVG"
     grep -q 'contention | sqlite-file' "$tmp/c.svg" || fail "the SVG has no contention | sqlite-file panel"
     grep -q '>default([0-9/]*)<' "$tmp/c.svg" || fail "the SVG has no line for the default policy"
+    # the same curves from the CSV file, measuring nothing
+    rc=0
+    "$bench" --plot-from "$tmp/c.csv" --plot "$tmp/f.svg" >"$tmp/f.out" 2>&1 || rc=$?
+    cat "$tmp/f.out"
+    [ "$rc" -eq 0 ] || fail "--plot-from exited $rc"
+    grep -q 'contention | sqlite-file' "$tmp/f.svg" && grep -q '>default([0-9/]*)<' "$tmp/f.svg" ||
+        fail "--plot-from did not draw the contention curves of the CSV"
+    ! grep -q '^== ' "$tmp/f.out" || fail "--plot-from measured something"
 else
     echo "gnuplot is not on PATH: the drawing itself is not tested here"
 fi
