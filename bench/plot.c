@@ -164,7 +164,7 @@ static void put_name(FILE *f, const char *s)
 /* The gnuplot program: one datablock per line, one panel per (group, engine[, case name]). */
 static void write_script(FILE *f, const point *p, size_t n, size_t npanels)
 {
-    size_t i, j, cols = 1, rows, per_ge = 0;
+    size_t i, j, cols, rows, per_ge = 0;
     for (i = 0; i < n; i++) { /* columns: panels per (group, engine), so each engine gets a row */
         size_t k = 0, last = (size_t)-1;
         for (j = 0; j < n; j++)
@@ -176,7 +176,9 @@ static void write_script(FILE *f, const point *p, size_t n, size_t npanels)
         if (k > per_ge)
             per_ge = k;
     }
-    cols = per_ge < 1 ? 1 : per_ge > 3 ? 3 : per_ge;
+    /* one panel per engine (contention): fill rows of up to 3 instead of one tall column */
+    cols = per_ge > 1 ? per_ge : npanels;
+    cols = cols < 1 ? 1 : cols > 3 ? 3 : cols;
     rows = (npanels + cols - 1) / cols;
     fprintf(f, "set terminal svg size %zu,%zu dynamic noenhanced font \"Sans,11\" background rgb \"white\"\n",
             cols * 640, rows * 380);

@@ -5,7 +5,8 @@
 #      the CSV carries the checks (metric check:*, 1 = passed);
 #   2. with TXM_BENCH_BREAK_CHECKS=1 (every check expects one more than the right value) the
 #      same kind of run exits 1 and prints CHECK FAILED: a wrong counter fails the run;
-#   3. (sqlite only) `txm bench` in the build tree runs this build's txm-bench; --plot draws
+#   3. (sqlite only) `txm bench` in the build tree runs this build's txm-bench (TXM_BENCH_BIN
+#      overrides it; naming no file is exit 127 and a message naming it); --plot draws
 #      the contention group's curves when gnuplot is on PATH, and so does --plot-from with the
 #      run's CSV; without gnuplot on PATH the run still exits 0, says so, and writes no file.
 #
@@ -60,6 +61,11 @@ ran=$(sed -n 's/^txm bench: //p' "$tmp/t.err" | head -n 1)
 [ -n "$ran" ] && [ "$(realpath "$ran")" = "$(realpath "$bench")" ] ||
     fail "txm bench ran '$ran', not this build's txm-bench ($(realpath "$bench"))"
 grep -q '^== overhead | sqlite-mem' "$tmp/t.out" || fail "txm bench did not run the harness"
+rc=0
+TXM_BENCH_BIN=$tmp/no-such-bench "$txm" bench --quick >"$tmp/x.out" 2>&1 || rc=$?
+head -n 1 "$tmp/x.out"
+[ "$rc" -eq 127 ] && grep -q "no-such-bench (TXM_BENCH_BIN)" "$tmp/x.out" ||
+    fail "txm bench with TXM_BENCH_BIN naming no file exited $rc without naming it"
 
 plot_args=(--quick --engine sqlite-file --group contention --ct-writers 1,2 --ct-tx 10)
 if command -v gnuplot >/dev/null; then
