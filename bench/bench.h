@@ -7,7 +7,9 @@
  *   int bench_group_ledger(const bench_opts *o, bench_engine *engines, size_t n);
  * measure with bench_measure() (interleaved repetitions, median) or your own loop, print its
  * table to stdout, call bench_record() for every number (it ends up in the CSV), then add one
- * line to `groups[]` in bench.c and the file to bench/meson.build.
+ * line to `groups[]` in bench.c and the file to bench/meson.build. Call bench_progress() when a
+ * case starts, bench_check() for every counter that must hold (it sets the exit status), and
+ * record commits/s as case "<name>/w<N>" to appear in --plot (progress.c, plot.c).
  */
 #ifndef TXM_BENCH_H
 #define TXM_BENCH_H

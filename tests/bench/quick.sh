@@ -8,7 +8,7 @@
 #   3. (sqlite only) `txm bench` in the build tree runs this build's txm-bench (TXM_BENCH_BIN
 #      overrides it; naming no file is exit 127 and a message naming it); --plot draws
 #      the contention group's curves when gnuplot is on PATH, and so does --plot-from with the
-#      run's CSV; without gnuplot on PATH the run still exits 0, says so, and writes no file.
+#      run's CSV and with ledger-group results (4 panels: engine x hot/spread, a line per design); without gnuplot on PATH the run still exits 0, says so, and writes no file.
 #
 # usage: quick.sh TXM-BENCH TXM ENGINES [URL-VAR]
 # Exit 0 pass, 77 skip (URL-VAR unset), anything else fails.
@@ -84,6 +84,31 @@ if command -v gnuplot >/dev/null; then
     grep -q 'contention | sqlite-file' "$tmp/f.svg" && grep -q '>default([0-9/]*)<' "$tmp/f.svg" ||
         fail "--plot-from did not draw the contention curves of the CSV"
     ! grep -q '^== ' "$tmp/f.out" || fail "--plot-from measured something"
+    # the ledger group's results (bench_record "ledger", case hot/w<N> or spread/w<N>, one impl per
+    # design, metric commits_per_s): one panel per engine and case, one line per design
+    {
+        echo "group,engine,case,impl,metric,value"
+        echo "meta,,,,date,2026-12-03"
+        for e in postgresql mysql; do
+            for c in hot spread; do
+                for d in txm naive lock-last lock-table update-floor; do
+                    for w in 1 2 4 8 16; do
+                        echo "ledger,$e,$c/w$w,$d,commits_per_s,$((w * 100 + ${#d})).5"
+                        echo "ledger,$e,$c/w$w,$d,p99_ms,3.0"
+                    done
+                done
+            done
+        done
+    } >"$tmp/ledger.csv"
+    rc=0
+    "$bench" --plot-from "$tmp/ledger.csv" --plot "$tmp/l.svg" >"$tmp/l.out" 2>&1 || rc=$?
+    cat "$tmp/l.out"
+    [ "$rc" -eq 0 ] || fail "--plot-from of ledger results exited $rc"
+    grep -q '(4 panels, 100 points)' "$tmp/l.out" || fail "the ledger results did not make 4 panels of 100 points"
+    for t in 'ledger | postgresql | hot' 'ledger | mysql | spread' '>txm<' '>naive<' '>lock-last<' \
+        '>lock-table<' '>update-floor<'; do
+        grep -qF "$t" "$tmp/l.svg" || fail "the ledger plot has no '$t'"
+    done
 else
     echo "gnuplot is not on PATH: the drawing itself is not tested here"
 fi
