@@ -29,7 +29,7 @@ typedef struct group {
 
 static const group groups[] = {
     {"overhead", "txm vs raw client calls on the same SQL, per transaction shape", bench_group_overhead},
-    {"deadlock", "deadlock-retry path: 2 threads, opposite-order updates in txm_retry", bench_group_deadlock},
+    {"deadlock", "retry policies side by side: 2/4/8 workers, deadlocks and SERIALIZABLE failures", bench_group_deadlock},
     {"contention", "retry policies: N SERIALIZABLE writers on one row, give-ups and attempts", bench_group_contention},
     /* ledger throughput is measured by tests/billing (docs/billing.md "Measured"), not here */
 };

@@ -6,8 +6,10 @@
  * Which results: every record whose case is "<name>/w<N>" and whose metric is one of --plot-metric
  * (default "commits_per_s,tx_per_s"; a group that has several uses the first in that list). That
  * is the ledger group ("hot/w8", impl txm, naive, ...) and the contention group ("<policy>/w8",
- * impl txm_retry). One panel per group, engine and case name, one line per impl; a group that has
- * a single impl (contention) gets one panel per engine with one line per case name instead.
+ * impl txm_retry). One panel per group, engine and case name, one line per impl (the ledger's
+ * designs). In a group whose case names are the designs compared (contention and deadlock: retry
+ * policies; any group with a single impl) it is the other way round: one panel per group, engine
+ * and impl (deadlock: the scenario), one line per case name.
  */
 #include "bench.h"
 
@@ -29,7 +31,8 @@ typedef struct point {
     int rank; /* position of the metric in the metric list: lower wins within a group */
     unsigned writers;
     double value;
-    int single;       /* the group has one impl: lines are case names, not impls */
+    int by_case;      /* lines are case names (panels per impl), not impls (panels per case name) */
+    int single_impl;  /* the group has one impl: the panel title leaves it out */
     size_t panel, line; /* numbered in the order first recorded */
 } point;
 
@@ -98,13 +101,19 @@ static void take(void *ctx, const char *group, const char *engine, const char *c
     c->n++;
 }
 
+/* Groups whose case names are the compared designs (retry policies) and whose impl is the setting. */
+static int lines_by_case(const char *group)
+{
+    return strcmp(group, "contention") == 0 || strcmp(group, "deadlock") == 0;
+}
+
 static int same_panel(const point *a, const point *b)
 {
     return strcmp(a->group, b->group) == 0 && strcmp(a->engine, b->engine) == 0 &&
-           (a->single || strcmp(a->cas, b->cas) == 0);
+           strcmp(a->by_case ? a->impl : a->cas, a->by_case ? b->impl : b->cas) == 0;
 }
 
-static const char *line_name(const point *p) { return p->single ? p->cas : p->impl; }
+static const char *line_name(const point *p) { return p->by_case ? p->cas : p->impl; }
 
 /* Keeps, per group, only the points of its best-ranked metric; numbers panels and lines. */
 static size_t arrange(point *p, size_t n, size_t *npanels)
@@ -121,7 +130,8 @@ static size_t arrange(point *p, size_t n, size_t *npanels)
             }
         if (p[i].rank != best)
             continue;
-        p[i].single = single;
+        p[i].by_case = single || lines_by_case(p[i].group);
+        p[i].single_impl = single;
         p[kept++] = p[i];
     }
     *npanels = 0;
@@ -204,9 +214,9 @@ static void write_script(FILE *f, const point *p, size_t n, size_t npanels)
         put_name(f, p[i].group);
         fprintf(f, " | ");
         put_name(f, p[i].engine);
-        if (!p[i].single) {
+        if (!p[i].single_impl) {
             fprintf(f, " | ");
-            put_name(f, p[i].cas);
+            put_name(f, p[i].by_case ? p[i].impl : p[i].cas);
         }
         fprintf(f, "\"\nset ylabel \"");
         put_name(f, p[i].metric);
