@@ -330,6 +330,7 @@ static void report(const bench_engine *e, dl_scenario sc, unsigned p, unsigned w
     if (failed && !commits) {
         printf("   %-11s %-14s %-18s failed: %s\n", e->name, scenario_names[sc], cas, err);
         bench_record("deadlock", e->name, cas, scenario_names[sc], "failed", 1);
+        bench_check("deadlock", e->name, cas, scenario_names[sc], "ran", 0, 1);
         return;
     }
     for (i = 0; i < 4; i++)
@@ -358,6 +359,7 @@ static void report(const bench_engine *e, dl_scenario sc, unsigned p, unsigned w
     bench_record("deadlock", e->name, cas, scenario_names[sc], "gave_up", (double)gave_up);
     bench_record("deadlock", e->name, cas, scenario_names[sc], "committed", (double)commits);
     bench_record("deadlock", e->name, cas, scenario_names[sc], "counter_ok", ok);
+    bench_check("deadlock", e->name, cas, scenario_names[sc], "counter_ok", ok, 1);
     for (j = 0; j < C_N; j++) {
         char name[48];
         snprintf(name, sizeof name, "retry_cause_%s", cause_names[j]);
@@ -381,10 +383,11 @@ static void run_scenario(const bench_opts *o, const bench_engine *e, dl_scenario
             for (p = 0; p < P_N; p++) {
                 if (one_policy && p != P_FULL)
                     continue;
-                fprintf(stderr, "[deadlock] %s %s %s/w%u rep %u ...\n", e->name, scenario_names[sc], policy_names[p],
-                        worker_counts[w], r + 1);
+                bench_progress("deadlock", "%s %s %s/w%u rep %u/%u", e->name, scenario_names[sc], policy_names[p],
+                               worker_counts[w], r + 1, nreps);
                 run_rep(o, e, sc, p, worker_counts[w], &reps[p][w][r]);
             }
+    bench_progress_clear();
     for (w = 0; w < nw; w++)
         for (p = 0; p < P_N; p++)
             if (!one_policy || p == P_FULL)
