@@ -186,3 +186,29 @@ Test(sqlcache, batch_larger_than_the_cache)
         txm_rows_free(rows[k]);
     }
 }
+
+/* The hot path of a transaction that repeats a statement allocates nothing in txm once the
+ * statement is cached (the driver's own allocations are the driver's business: counted here are
+ * txm's, through txm__malloc). On PostgreSQL every txm_exec used to allocate its $n rewrite. */
+Test(sqlcache, repeated_statement_allocates_nothing_in_the_core)
+{
+    char sql[64];
+    size_t k;
+    unsigned long before;
+    txm_value p = txm_int(1);
+    snprintf(sql, sizeof sql, "SELECT ?%s + 1", cast);
+    for (k = 0; k < 3; k++) { /* warm-up: cache entries, level objects, op buffers */
+        txm_tx *tx;
+        OK(txm_begin(&tx, c, NULL));
+        OK(txm_exec(c, sql, &p, 1, NULL));
+        OK(txm_commit(tx));
+    }
+    before = txm__alloc_count();
+    for (k = 0; k < 50; k++) {
+        txm_tx *tx;
+        OK(txm_begin(&tx, c, NULL));
+        OK(txm_exec(c, sql, &p, 1, NULL));
+        OK(txm_commit(tx));
+    }
+    cr_assert(eq(ulong, txm__alloc_count() - before, 0), "allocations in 50 transactions");
+}
