@@ -7,7 +7,9 @@
  *   int bench_group_ledger(const bench_opts *o, bench_engine *engines, size_t n);
  * measure with bench_measure() (interleaved repetitions, median) or your own loop, print its
  * table to stdout, call bench_record() for every number (it ends up in the CSV), then add one
- * line to `groups[]` in bench.c and the file to bench/meson.build.
+ * line to `groups[]` in bench.c and the file to bench/meson.build. Call bench_progress() when a
+ * case starts, bench_check() for every counter that must hold (it sets the exit status), and
+ * record commits/s as case "<name>/w<N>" to appear in --plot (progress.c, plot.c).
  */
 #ifndef TXM_BENCH_H
 #define TXM_BENCH_H
@@ -34,6 +36,9 @@ typedef struct bench_opts {
     const char *ct_policies; /* contention group: policies (default, A/B/C/D); NULL = built-in list */
     const char *ct_writers;  /* contention group: writer counts, e.g. "2,4,8"; NULL = 2,4,8 */
     unsigned ct_tx;          /* contention group: transactions per configuration; 0 = 1000 */
+    const char *lg_writers;  /* ledger group: writer counts; NULL = 1,2,4,8,16 (--quick: 1,4) */
+    double lg_seconds;       /* ledger group: seconds per configuration; 0 = 1 (--quick: 0.1) */
+    const char *lg_impls;    /* ledger group: implementations (txm,naive,...); NULL = all */
 } bench_opts;
 
 typedef enum bench_kind { BENCH_SQLITE = 0, BENCH_PG = 1, BENCH_MYSQL = 2 } bench_kind;
@@ -139,12 +144,38 @@ void bench_record(const char *group, const char *engine, const char *cas, const 
 void bench_meta(const char *key, const char *fmt, ...) TXM_PRINTF(2, 3);
 int bench_write_csv(const char *path);
 void bench_results_free(void);
+/* Calls fn for every number recorded so far (not the meta rows), in recording order. */
+typedef void (*bench_result_fn)(void *ctx, const char *group, const char *engine, const char *cas, const char *impl,
+                                const char *metric, double value);
+void bench_results_each(bench_result_fn fn, void *ctx);
+/* Records every number of a CSV written by --csv (meta rows skipped), for --plot-from. */
+int bench_read_csv(const char *path, unsigned *nread);
+
+/* ---- progress line, counter checks (progress.c), --plot (plot.c) ---------------------------- */
+/* The progress line on stderr: rewritten in place on a terminal, one line per step with
+ * --progress (`forced`) otherwise, nothing else. A group calls bench_progress() when it starts a
+ * case ("[group G] engine case"); bench_measure() adds the steps ("rep 2/3"). Call
+ * bench_progress_clear() before printing to stdout after a bench_progress() outside bench_measure. */
+void bench_progress_init(int forced);
+void bench_progress(const char *group, const char *fmt, ...) TXM_PRINTF(2, 3);
+void bench_progress_step(const char *fmt, ...) TXM_PRINTF(1, 2);
+void bench_progress_clear(void);
+/* A counter check (never a time): records metric "check:<what>" (1 passed, 0 failed) and prints
+ * CHECK FAILED when got != expected; any failed check makes the run exit 1. Returns 0 or -1. */
+int bench_check(const char *group, const char *engine, const char *cas, const char *impl, const char *what,
+                double got, double expected);
+unsigned bench_checks_report(void); /* prints the totals; returns the number failed */
+/* --plot: commits/s against writers (cases "<name>/w<N>", metrics in the comma-separated list,
+ * NULL = commits_per_s,tx_per_s) drawn by gnuplot; a missing gnuplot is a message, not a failure.
+ * Returns -1 only if gnuplot ran and failed or the file could not be written. */
+int bench_plot(const char *path, const char *metrics);
 
 /* ---- groups --------------------------------------------------------------------------------- */
 typedef int (*bench_group_fn)(const bench_opts *o, bench_engine *engines, size_t n);
 int bench_group_overhead(const bench_opts *o, bench_engine *engines, size_t n);
 int bench_group_deadlock(const bench_opts *o, bench_engine *engines, size_t n);
 int bench_group_contention(const bench_opts *o, bench_engine *engines, size_t n);
+int bench_group_ledger(const bench_opts *o, bench_engine *engines, size_t n);
 
 /* Copies src (NULL = "") into dst, truncating; always NUL-terminates. */
 void bench_strlcpy(char *dst, const char *src, size_t size);

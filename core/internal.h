@@ -121,8 +121,14 @@ TXM_INTERNAL txm_rows *txm__rows_new(void);
 TXM_INTERNAL txm_sink *txm__rows_sink(txm_rows *r);
 
 /* ---- retry.c ---- */
+/* The capped exponential bound min(cap, base * 2^(attempt-1)), without overflow: the delay of
+ * TXM_RETRY_JITTER_NONE and the upper end of full jitter's range. */
+TXM_INTERNAL uint64_t txm__backoff_bound_us(unsigned attempt, unsigned base_us, unsigned cap_us);
 /* Full-jitter backoff: rand in [0, min(cap, base * 2^(attempt-1))] using *state (xorshift64*). */
 TXM_INTERNAL uint64_t txm__backoff_us(unsigned attempt, unsigned base_us, unsigned cap_us, uint64_t *state);
+/* The sleep before the retry that follows failed attempt `attempt` under p (a current-version,
+ * validated policy): the bound itself for TXM_RETRY_JITTER_NONE, full jitter otherwise. */
+TXM_INTERNAL uint64_t txm__retry_delay_us(const txm_retry_policy *p, unsigned attempt, uint64_t *state);
 TXM_INTERNAL uint64_t txm__rand_next(uint64_t *state);
 TXM_INTERNAL uint64_t txm__now_us(void);
 TXM_INTERNAL void txm__sleep_us(uint64_t us);
@@ -235,7 +241,7 @@ TXM_INTERNAL int txm__prepare_stmt(txm_conn *c, const char *who, const char *sql
                                    txm_op *op, char **rewritten);
 /* The retry loop of txm_retry (core/retry.c): runs attempt(c, payload) until it succeeds, fails
  * with a category outside p->retry_on, or the attempts or the deadline run out, sleeping the
- * full-jitter backoff between attempts. `who` names the caller in messages. Refuses to run inside
+ * policy's backoff (full jitter unless p->jitter says otherwise) between attempts. `who` names the caller in messages. Refuses to run inside
  * a transaction. */
 typedef int (*txm__attempt_fn)(txm_conn *c, void *payload);
 TXM_INTERNAL int txm__retry_loop(txm_conn *c, const txm_retry_policy *p, const char *who, txm__attempt_fn attempt,
