@@ -283,7 +283,7 @@ static void usage(FILE *f)
                "  --group LIST     comma-separated groups (default: all)\n"
                "  --engine LIST    sqlite-mem,sqlite-file,postgresql,mysql (default: all)\n"
                "  --shape LIST     overhead shapes: insert1,nested1,nested3,empty-nested,nested-only\n"
-               "  --impl LIST      overhead subjects: txm,eager,floor (default: all; e.g. to profile one)\n"
+               "  --impl LIST      overhead subjects: txm,eager,floor,libzdb (default: all)\n"
                "  --floor-xid      PostgreSQL floor also sends SELECT pg_current_xact_id_if_assigned() with\n"
                "                   COMMIT, as txm's driver does (the price of txm_resolve_outcome)\n"
                "  --reps N         repetitions per cell, median reported (default 3)\n"

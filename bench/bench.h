@@ -32,7 +32,7 @@ typedef struct bench_opts {
     const char *engines; /* comma-separated engine names; NULL = all */
     const char *shapes;  /* overhead group: comma-separated shape names; NULL = all */
     int floor_xid;       /* --floor-xid: see bench_engine.floor_xid */
-    const char *impls;   /* overhead group: comma-separated subjects (txm,eager,floor); NULL = all */
+    const char *impls;   /* overhead group: comma-separated subjects (txm,eager,floor,libzdb); NULL = all */
     const char *ct_policies; /* contention group: policies (default, A/B/C/D); NULL = built-in list */
     const char *ct_writers;  /* contention group: writer counts, e.g. "2,4,8"; NULL = 2,4,8 */
     unsigned ct_tx;          /* contention group: transactions per configuration; 0 = 1000 */
@@ -90,6 +90,16 @@ extern const bench_raw bench_raw_pg;
 #if BENCH_HAVE_MARIADB
 extern const bench_raw bench_raw_mysql;
 #endif
+/* The libzdb subject (raw_zdb.c, built when libzdb is found: BENCH_HAVE_ZDB). open returns 0,
+ * 1 when libzdb cannot run on e (why in err: the subject is skipped) or -1 on failure. iter runs
+ * one transaction of an overhead shape program; a failure is rolled back and described in err. */
+typedef struct bench_zdb bench_zdb;
+int bench_zdb_open(bench_zdb **out, bench_engine *e, char *err, size_t errsz);
+int bench_zdb_iter(bench_zdb *z, const char *prog, uint64_t i, char *err, size_t errsz);
+int bench_zdb_exec(bench_zdb *z, const char *sql, char *err, size_t errsz);
+uint64_t bench_zdb_calls(const bench_zdb *z); /* statements sent (one round trip each) */
+void bench_zdb_close(bench_zdb *z);
+const char *bench_zdb_version(void);
 /* The raw baseline client for an engine kind, or NULL if its client library was not found. */
 const bench_raw *bench_raw_for(bench_kind k);
 /* Control statement text as txm's drivers spell it (static storage, levels 1..BENCH_MAX_LEVEL). */
