@@ -5,6 +5,7 @@
  *   txm-bench [--quick] [--csv FILE] [--group LIST] [--engine LIST] [--shape LIST]
  *             [--reps N] [--iterations N] [--seconds S] [--dl-seconds S]
  *             [--ct-writers LIST] [--ct-tx N] [--ct-policies LIST]
+ *             [--lg-writers LIST] [--lg-seconds S] [--lg-impl LIST]
  *
  * Engines: sqlite-mem (sqlite::memory:), sqlite-file (a temp file, WAL, synchronous=OFF),
  * postgresql (TXM_BENCH_PG_URL or TXM_TEST_PG_URL), mysql (TXM_BENCH_MYSQL_URL or
@@ -29,9 +30,9 @@ typedef struct group {
 
 static const group groups[] = {
     {"overhead", "txm vs raw client calls on the same SQL, per transaction shape", bench_group_overhead},
-    {"deadlock", "deadlock-retry path: 2 threads, opposite-order updates in txm_retry", bench_group_deadlock},
+    {"deadlock", "retry policies side by side: 2/4/8 workers, deadlocks and SERIALIZABLE failures", bench_group_deadlock},
     {"contention", "retry policies: N SERIALIZABLE writers on one row, give-ups and attempts", bench_group_contention},
-    /* ledger throughput is measured by tests/billing (docs/billing.md "Measured"), not here */
+    {"ledger", "running-balance ledger: txm_billing_post vs naive designs and a bare UPDATE, N writers", bench_group_ledger},
 };
 
 void bench_strlcpy(char *dst, const char *src, size_t size)
@@ -269,14 +270,20 @@ static void describe_machine(const bench_opts *o)
 static void usage(FILE *f)
 {
     size_t i;
-    fprintf(f, "usage: txm-bench [--quick] [--csv FILE] [--group LIST] [--engine LIST] [--shape LIST]\n"
-               "                 [--impl LIST] [--floor-xid] [--reps N] [--iterations N] [--seconds S] [--dl-seconds S]\n"
-               "  --quick          short runs (smoke test; numbers are noisy)\n"
+    fprintf(f, "usage: txm-bench [--quick] [--csv FILE] [--plot FILE.svg] [--progress] [--group LIST] [--engine LIST]\n"
+               "                 [--shape LIST] [--impl LIST] [--floor-xid] [--reps N] [--iterations N] [--seconds S]\n"
+               "                 [--dl-seconds S]   (also run as `txm bench ...`)\n"
+               "  --quick          short runs (smoke test: the counter checks matter, the numbers are noisy)\n"
                "  --csv FILE       also write every number to FILE (group,engine,case,impl,metric,value)\n"
+               "  --plot FILE.svg  draw commits/s against writers (groups ledger, contention) with gnuplot,\n"
+               "                   if it is on PATH (skipped with a message if not)\n"
+               "  --plot-metric L  metrics --plot draws (default commits_per_s,tx_per_s)\n"
+               "  --plot-from CSV  with --plot: draw the results of an earlier --csv file, measure nothing\n"
+               "  --progress       progress line on stderr even when it is not a terminal (one line per step)\n"
                "  --group LIST     comma-separated groups (default: all)\n"
                "  --engine LIST    sqlite-mem,sqlite-file,postgresql,mysql (default: all)\n"
                "  --shape LIST     overhead shapes: insert1,nested1,nested3,empty-nested,nested-only\n"
-               "  --impl LIST      overhead subjects: txm,eager,floor (default: all; e.g. to profile one)\n"
+               "  --impl LIST      overhead subjects: txm,eager,floor,libzdb (default: all)\n"
                "  --floor-xid      PostgreSQL floor also sends SELECT pg_current_xact_id_if_assigned() with\n"
                "                   COMMIT, as txm's driver does (the price of txm_resolve_outcome)\n"
                "  --reps N         repetitions per cell, median reported (default 3)\n"
@@ -288,7 +295,11 @@ static void usage(FILE *f)
                "  --ct-policies L  contention group: retry policies, each `default` or\n"
                "                   max_attempts/base_delay_us/max_delay_us/deadline_ms (default:\n"
                "                   5/2000/200000/0,default)\n"
+               "  --lg-writers L   ledger group: writer counts (default 1,2,4,8,16; --quick 1,4)\n"
+               "  --lg-seconds S   ledger group: seconds per configuration (default 1; --quick 0.1)\n"
+               "  --lg-impl L      ledger group: txm,naive,lock-last,lock-table,update-floor (default: all)\n"
                "environment: TXM_BENCH_PG_URL / TXM_TEST_PG_URL, TXM_BENCH_MYSQL_URL / TXM_TEST_MYSQL_URL\n"
+               "exit status: 0; 1 if a counter check failed (CHECK FAILED lines) or a file could not be written\n"
                "groups:\n");
     for (i = 0; i < sizeof groups / sizeof groups[0]; i++)
         fprintf(f, "  %-10s %s\n", groups[i].name, groups[i].about);
@@ -298,7 +309,8 @@ int main(int argc, char **argv)
 {
     bench_opts o;
     bench_engine engines[4];
-    const char *csv = NULL;
+    const char *csv = NULL, *plot = NULL, *plot_metrics = NULL, *plot_from = NULL;
+    int progress = 0;
     size_t n, i, ne = 0;
     int a, rc = 0;
     bench_engine chosen[4];
@@ -320,6 +332,14 @@ int main(int argc, char **argv)
             return 0;
         } else if (val && strcmp(arg, "--csv") == 0)
             csv = argv[++a];
+        else if (val && strcmp(arg, "--plot") == 0)
+            plot = argv[++a];
+        else if (val && strcmp(arg, "--plot-from") == 0)
+            plot_from = argv[++a];
+        else if (val && strcmp(arg, "--plot-metric") == 0)
+            plot_metrics = argv[++a];
+        else if (strcmp(arg, "--progress") == 0)
+            progress = 1;
         else if (val && strcmp(arg, "--group") == 0)
             o.groups = argv[++a];
         else if (val && strcmp(arg, "--engine") == 0)
@@ -345,6 +365,12 @@ int main(int argc, char **argv)
             o.ct_tx = (unsigned)strtoul(argv[++a], NULL, 10);
         else if (val && strcmp(arg, "--ct-policies") == 0)
             o.ct_policies = argv[++a];
+        else if (val && strcmp(arg, "--lg-writers") == 0)
+            o.lg_writers = argv[++a];
+        else if (val && strcmp(arg, "--lg-seconds") == 0)
+            o.lg_seconds = atof(argv[++a]);
+        else if (val && strcmp(arg, "--lg-impl") == 0)
+            o.lg_impls = argv[++a];
         else {
             fprintf(stderr, "txm-bench: unknown or incomplete option '%s'\n", arg);
             usage(stderr);
@@ -369,6 +395,20 @@ int main(int argc, char **argv)
     }
 
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (plot_from) { /* draw an earlier run's CSV; measure nothing */
+        unsigned nread;
+        if (!plot) {
+            fprintf(stderr, "txm-bench: --plot-from needs --plot FILE.svg\n");
+            return 2;
+        }
+        if (bench_read_csv(plot_from, &nread) != 0)
+            return 1;
+        printf("# %u numbers read from %s\n", nread, plot_from);
+        rc = bench_plot(plot, plot_metrics) != 0;
+        bench_results_free();
+        return rc;
+    }
+    bench_progress_init(progress);
     describe_machine(&o);
     n = make_engines(engines);
     for (i = 0; i < n; i++) {
@@ -394,6 +434,10 @@ int main(int argc, char **argv)
         char la[64];
         bench_meta("loadavg_end", "%s", loadavg(la, sizeof la));
     }
+    if (plot && bench_plot(plot, plot_metrics) != 0)
+        rc = 1;
+    if (bench_checks_report() != 0)
+        rc = 1;
     if (csv) {
         if (bench_write_csv(csv) != 0)
             rc = 1;

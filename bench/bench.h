@@ -7,7 +7,9 @@
  *   int bench_group_ledger(const bench_opts *o, bench_engine *engines, size_t n);
  * measure with bench_measure() (interleaved repetitions, median) or your own loop, print its
  * table to stdout, call bench_record() for every number (it ends up in the CSV), then add one
- * line to `groups[]` in bench.c and the file to bench/meson.build.
+ * line to `groups[]` in bench.c and the file to bench/meson.build. Call bench_progress() when a
+ * case starts, bench_check() for every counter that must hold (it sets the exit status), and
+ * record commits/s as case "<name>/w<N>" to appear in --plot (progress.c, plot.c).
  */
 #ifndef TXM_BENCH_H
 #define TXM_BENCH_H
@@ -30,10 +32,13 @@ typedef struct bench_opts {
     const char *engines; /* comma-separated engine names; NULL = all */
     const char *shapes;  /* overhead group: comma-separated shape names; NULL = all */
     int floor_xid;       /* --floor-xid: see bench_engine.floor_xid */
-    const char *impls;   /* overhead group: comma-separated subjects (txm,eager,floor); NULL = all */
+    const char *impls;   /* overhead group: comma-separated subjects (txm,eager,floor,libzdb); NULL = all */
     const char *ct_policies; /* contention group: policies (default, A/B/C/D); NULL = built-in list */
     const char *ct_writers;  /* contention group: writer counts, e.g. "2,4,8"; NULL = 2,4,8 */
     unsigned ct_tx;          /* contention group: transactions per configuration; 0 = 1000 */
+    const char *lg_writers;  /* ledger group: writer counts; NULL = 1,2,4,8,16 (--quick: 1,4) */
+    double lg_seconds;       /* ledger group: seconds per configuration; 0 = 1 (--quick: 0.1) */
+    const char *lg_impls;    /* ledger group: implementations (txm,naive,...); NULL = all */
 } bench_opts;
 
 typedef enum bench_kind { BENCH_SQLITE = 0, BENCH_PG = 1, BENCH_MYSQL = 2 } bench_kind;
@@ -85,6 +90,16 @@ extern const bench_raw bench_raw_pg;
 #if BENCH_HAVE_MARIADB
 extern const bench_raw bench_raw_mysql;
 #endif
+/* The libzdb subject (raw_zdb.c, built when libzdb is found: BENCH_HAVE_ZDB). open returns 0,
+ * 1 when libzdb cannot run on e (why in err: the subject is skipped) or -1 on failure. iter runs
+ * one transaction of an overhead shape program; a failure is rolled back and described in err. */
+typedef struct bench_zdb bench_zdb;
+int bench_zdb_open(bench_zdb **out, bench_engine *e, char *err, size_t errsz);
+int bench_zdb_iter(bench_zdb *z, const char *prog, uint64_t i, char *err, size_t errsz);
+int bench_zdb_exec(bench_zdb *z, const char *sql, char *err, size_t errsz);
+uint64_t bench_zdb_calls(const bench_zdb *z); /* statements sent (one round trip each) */
+void bench_zdb_close(bench_zdb *z);
+const char *bench_zdb_version(void);
 /* The raw baseline client for an engine kind, or NULL if its client library was not found. */
 const bench_raw *bench_raw_for(bench_kind k);
 /* Control statement text as txm's drivers spell it (static storage, levels 1..BENCH_MAX_LEVEL). */
@@ -129,12 +144,38 @@ void bench_record(const char *group, const char *engine, const char *cas, const 
 void bench_meta(const char *key, const char *fmt, ...) TXM_PRINTF(2, 3);
 int bench_write_csv(const char *path);
 void bench_results_free(void);
+/* Calls fn for every number recorded so far (not the meta rows), in recording order. */
+typedef void (*bench_result_fn)(void *ctx, const char *group, const char *engine, const char *cas, const char *impl,
+                                const char *metric, double value);
+void bench_results_each(bench_result_fn fn, void *ctx);
+/* Records every number of a CSV written by --csv (meta rows skipped), for --plot-from. */
+int bench_read_csv(const char *path, unsigned *nread);
+
+/* ---- progress line, counter checks (progress.c), --plot (plot.c) ---------------------------- */
+/* The progress line on stderr: rewritten in place on a terminal, one line per step with
+ * --progress (`forced`) otherwise, nothing else. A group calls bench_progress() when it starts a
+ * case ("[group G] engine case"); bench_measure() adds the steps ("rep 2/3"). Call
+ * bench_progress_clear() before printing to stdout after a bench_progress() outside bench_measure. */
+void bench_progress_init(int forced);
+void bench_progress(const char *group, const char *fmt, ...) TXM_PRINTF(2, 3);
+void bench_progress_step(const char *fmt, ...) TXM_PRINTF(1, 2);
+void bench_progress_clear(void);
+/* A counter check (never a time): records metric "check:<what>" (1 passed, 0 failed) and prints
+ * CHECK FAILED when got != expected; any failed check makes the run exit 1. Returns 0 or -1. */
+int bench_check(const char *group, const char *engine, const char *cas, const char *impl, const char *what,
+                double got, double expected);
+unsigned bench_checks_report(void); /* prints the totals; returns the number failed */
+/* --plot: commits/s against writers (cases "<name>/w<N>", metrics in the comma-separated list,
+ * NULL = commits_per_s,tx_per_s) drawn by gnuplot; a missing gnuplot is a message, not a failure.
+ * Returns -1 only if gnuplot ran and failed or the file could not be written. */
+int bench_plot(const char *path, const char *metrics);
 
 /* ---- groups --------------------------------------------------------------------------------- */
 typedef int (*bench_group_fn)(const bench_opts *o, bench_engine *engines, size_t n);
 int bench_group_overhead(const bench_opts *o, bench_engine *engines, size_t n);
 int bench_group_deadlock(const bench_opts *o, bench_engine *engines, size_t n);
 int bench_group_contention(const bench_opts *o, bench_engine *engines, size_t n);
+int bench_group_ledger(const bench_opts *o, bench_engine *engines, size_t n);
 
 /* Copies src (NULL = "") into dst, truncating; always NUL-terminates. */
 void bench_strlcpy(char *dst, const char *src, size_t size);

@@ -154,12 +154,14 @@ static void run_config(const bench_engine *e, const ct_policy *pol, unsigned wri
     int64_t final_v = -1;
     char err[512] = "", hs[256], cas[96];
 
+    snprintf(cas, sizeof cas, "%s/w%u", pol->name, writers);
     if (!lat || reset_row(e, NULL, err, sizeof err) != 0) {
         printf("   %-11s %-22s %2u  failed: %s\n", e->name, pol->name, writers, lat ? err : "out of memory");
+        bench_check("contention", e->name, cas, "txm_retry", "setup_ran", 0, 1);
         free(lat);
         return;
     }
-    fprintf(stderr, "[contention] %s %s %u writers ...\n", e->name, pol->name, writers);
+    bench_progress("contention", "%s %s %u writers", e->name, pol->name, writers);
     memset(t, 0, sizeof t);
     pthread_barrier_init(&bar, NULL, writers + 1);
     for (k = 0; k < writers; k++) {
@@ -174,9 +176,11 @@ static void run_config(const bench_engine *e, const ct_policy *pol, unsigned wri
     for (k = 0; k < writers; k++)
         pthread_join(th[k], NULL);
     pthread_barrier_destroy(&bar);
+    bench_progress_clear();
     for (k = 0; k < writers; k++) {
         if (!t[k].ok) {
             printf("   %-11s %-22s %2u  failed: %s\n", e->name, pol->name, writers, t[k].err);
+            bench_check("contention", e->name, cas, "txm_retry", "every_writer_ran", 0, 1);
             free(lat);
             return;
         }
@@ -215,13 +219,15 @@ static void run_config(const bench_engine *e, const ct_policy *pol, unsigned wri
     if (gave_up)
         printf("   %-11s %-22s    last give-up: %s\n", "", "", err);
     fflush(stdout);
-    snprintf(cas, sizeof cas, "%s/w%u", pol->name, writers);
     bench_record("contention", e->name, cas, "txm_retry", "committed", (double)committed);
     bench_record("contention", e->name, cas, "txm_retry", "gave_up", (double)gave_up);
     bench_record("contention", e->name, cas, "txm_retry", "p50_ms", nlat ? lat[nlat / 2] / 1000 : 0);
     bench_record("contention", e->name, cas, "txm_retry", "p99_ms", nlat ? lat[(nlat * 99) / 100] / 1000 : 0);
     bench_record("contention", e->name, cas, "txm_retry", "tx_per_s", wall > 0 ? (double)committed / wall : 0);
     bench_record("contention", e->name, cas, "txm_retry", "counter_ok", final_v == (int64_t)committed);
+    /* every commit txm reported is in the row, and nothing else */
+    bench_check("contention", e->name, cas, "txm_retry", "row_value_eq_commits", (double)final_v,
+                (double)committed);
     free(lat);
 }
 

@@ -38,6 +38,7 @@ static void fail(bench_subject *s, const char *stage)
 {
     s->failed = 1;
     snprintf(s->why, sizeof s->why, "%s: %s", stage, s->error ? s->error(s->ctx) : "failed");
+    bench_progress_clear();
     fprintf(stderr, "  %s failed during %s\n", s->name, s->why);
 }
 
@@ -82,6 +83,7 @@ void bench_measure(const bench_opts *o, bench_subject *subj, size_t n)
         s->rt_sum = 0;
         if (s->failed || do_reset(s, "reset"))
             continue;
+        bench_progress_step("warm-up %s", s->name);
         per = warm_up(o, s, &next_i);
         if (s->failed)
             continue;
@@ -93,6 +95,7 @@ void bench_measure(const bench_opts *o, bench_subject *subj, size_t n)
         }
     }
     for (r = 0; r < reps; r++) {
+        bench_progress_step("rep %u/%u", r + 1, reps);
         for (j = 0; j < n; j++) {
             bench_subject *s = &subj[j];
             uint64_t k, rt0 = 0;
@@ -135,4 +138,5 @@ void bench_measure(const bench_opts *o, bench_subject *subj, size_t n)
         if (s->round_trips)
             s->rt_per_tx = (double)s->rt_sum / ((double)s->iters * s->nreps);
     }
+    bench_progress_clear();
 }

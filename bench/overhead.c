@@ -7,6 +7,9 @@
  *          flight of the next statement, a RELEASE that COMMIT makes redundant is not sent, an
  *          empty level sends nothing (PostgreSQL: pipeline mode, "two-flight"; MariaDB:
  *          multi-statement packets; SQLite: the same statements minus the redundant ones).
+ *   libzdb what a libzdb 3.1 user writes (raw_zdb.c): Connection_beginTransaction, a prepared
+ *          INSERT, Connection_commit, nested levels as SAVEPOINT/RELEASE via Connection_execute;
+ *          skipped with the reason when libzdb was not found at build time or cannot reach the engine.
  * A shape is a little program: B = begin, ( = nested level, I = insert, ) = end of nested level
  * (commit/release), C = commit. Every subject interprets the same program.
  */
@@ -30,6 +33,8 @@ static const shape shapes[] = {
     {"nested-only", "B(I)C", "nested level holding the only INSERT (the shape of docs/design.md's targets)"},
 };
 #define NSHAPES (sizeof shapes / sizeof shapes[0])
+#define NSUBJ 4 /* txm, eager, floor, libzdb */
+#define ZDB 3   /* index of the libzdb subject */
 
 /* ---- txm subject ----------------------------------------------------------------------------- */
 typedef struct txm_ctx {
@@ -202,6 +207,70 @@ static int raw_reset(void *ctx)
 static uint64_t raw_rts(void *ctx) { return ((raw_ctx *)ctx)->flights; }
 static const char *raw_errtext(void *ctx) { return ((raw_ctx *)ctx)->err; }
 
+/* ---- libzdb subject (raw_zdb.c) ----------------------------------------------------------------- */
+typedef struct zdb_ctx {
+    bench_zdb *z;
+    const char *prog;
+    const bench_engine *e;
+    char err[600];
+} zdb_ctx;
+
+static const char *zdb_errtext(void *ctx) { return ((zdb_ctx *)ctx)->err; }
+
+#if BENCH_HAVE_ZDB
+static int zdb_iter(void *ctx, uint64_t i)
+{
+    zdb_ctx *x = ctx;
+    return bench_zdb_iter(x->z, x->prog, i, x->err, sizeof x->err);
+}
+
+static int zdb_reset(void *ctx)
+{
+    zdb_ctx *x = ctx;
+    return bench_zdb_exec(x->z, x->e->items_reset, x->err, sizeof x->err);
+}
+
+static uint64_t zdb_rts(void *ctx) { return bench_zdb_calls(((zdb_ctx *)ctx)->z); }
+#endif
+
+/* Opens the libzdb subject on e. When libzdb is missing or cannot reach e, the subject is
+ * skipped (off, shown as "-") with the reason in why; when it fails, it is marked failed. */
+static void zdb_open_subject(bench_subject *s, zdb_ctx *x, bench_engine *e)
+{
+    s->ctx = x;
+    s->error = zdb_errtext;
+    x->e = e;
+    if (s->off)
+        return;
+#if BENCH_HAVE_ZDB
+    {
+        char err[600];
+        int rc = bench_zdb_open(&x->z, e, err, sizeof err);
+        s->iter = zdb_iter;
+        s->reset = zdb_reset;
+        s->round_trips = zdb_rts;
+        if (rc != 0) {
+            s->failed = 1;
+            s->off = rc > 0;
+            bench_strlcpy(s->why, err, sizeof s->why);
+        }
+    }
+#else
+    s->failed = s->off = 1;
+    bench_strlcpy(s->why, "txm-bench was built without libzdb (install libzdb-dev and reconfigure; meson option -Dlibzdb)",
+                  sizeof s->why);
+#endif
+}
+
+static void zdb_close_subject(zdb_ctx *x)
+{
+#if BENCH_HAVE_ZDB
+    if (x->z)
+        bench_zdb_close(x->z);
+#endif
+    x->z = NULL;
+}
+
 /* ---- the group ------------------------------------------------------------------------------- */
 static const char *floor_name(bench_kind k)
 {
@@ -212,6 +281,18 @@ static const char *eager_name(bench_kind k)
 {
     return k == BENCH_PG ? "PQexecParams per statement" : k == BENCH_MYSQL ? "mysql_real_query per statement"
                                                                             : "prepared, every statement";
+}
+
+/* "libzdb/3.1" (ConnectionPool_version() goes on with a copyright notice). */
+static const char *zdb_version(char *buf, size_t size)
+{
+#if BENCH_HAVE_ZDB
+    bench_strlcpy(buf, bench_zdb_version(), size);
+    buf[strcspn(buf, " ")] = '\0';
+#else
+    bench_strlcpy(buf, "libzdb", size);
+#endif
+    return buf;
 }
 
 static void cell(const bench_subject *s)
@@ -258,24 +339,48 @@ static void record_subject(const bench_engine *e, const shape *sh, const bench_s
         bench_record("overhead", e->name, sh->name, s->name, "round_trips_per_tx", s->rt_per_tx);
 }
 
+/* Round trips a transaction of `prog` costs txm by design: each INSERT is one flight that also
+ * carries the pending BEGIN/SAVEPOINTs and RELEASEs, COMMIT one more; an empty transaction none. */
+static double expected_round_trips(const char *prog)
+{
+    const char *p;
+    unsigned inserts = 0;
+    for (p = prog; *p; p++)
+        inserts += *p == 'I';
+    return inserts ? inserts + 1.0 : 0.0;
+}
+
+/* The counter checks of every run (--quick's point, never a time): txm ran, at its round trips. */
+static void check_txm(const bench_engine *e, const shape *sh, const bench_subject *s)
+{
+    if (s->failed)
+        bench_check("overhead", e->name, sh->name, s->name, "ran", 0, 1);
+    else
+        bench_check("overhead", e->name, sh->name, s->name, "round_trips_per_tx", s->rt_per_tx,
+                    expected_round_trips(sh->prog));
+}
+
 static void run_engine(const bench_opts *o, bench_engine *e)
 {
     const bench_raw *raw = bench_raw_for(e->kind);
     txm_ctx tx;
     raw_ctx rx[2];
-    bench_subject subj[3];
-    bench_subject results[NSHAPES][3];
+    zdb_ctx zx;
+    bench_subject subj[NSUBJ];
+    bench_subject results[NSHAPES][NSUBJ];
     int measured[NSHAPES] = {0};
     size_t si, k;
     char err[600];
 
     memset(&tx, 0, sizeof tx);
     memset(rx, 0, sizeof rx);
+    memset(&zx, 0, sizeof zx);
     memset(subj, 0, sizeof subj);
     subj[0].name = "txm";
     subj[1].name = "eager";
     subj[2].name = "floor";
-    for (k = 0; k < 3; k++)
+    subj[ZDB].name = "libzdb";
+    for (k = 0; k < NSUBJ; k++)
         if (!bench_selected(o->impls, subj[k].name))
             subj[k].off = subj[k].failed = 1;
 
@@ -321,15 +426,18 @@ static void run_engine(const bench_opts *o, bench_engine *e)
             bench_strlcpy(s->why, err, sizeof s->why);
         }
     }
+    zdb_open_subject(&subj[ZDB], &zx, e);
     if (e->server_version[0])
         printf("   server: %s\n", e->server_version);
     printf("   eager = %s; floor = %s%s\n", eager_name(e->kind), floor_name(e->kind),
            e->kind == BENCH_PG && e->floor_xid ? " + SELECT pg_current_xact_id_if_assigned() before COMMIT" : "");
-    for (k = 0; k < 3; k++)
-        if (subj[k].failed && !subj[k].off)
+    if (!subj[ZDB].off || subj[ZDB].why[0])
+        printf("   libzdb = %s: begin, prepared INSERT, commit, SAVEPOINT/RELEASE by hand\n", zdb_version(err, sizeof err));
+    for (k = 0; k < NSUBJ; k++)
+        if (subj[k].failed && (!subj[k].off || subj[k].why[0]))
             printf("   %s not measured: %s\n", subj[k].name, subj[k].why);
-    printf("   %-13s %9s %5s %9s %5s %9s %5s %9s %9s\n", "shape", "txm us", "rt", "eager us", "rt", "floor us", "rt",
-           "txm/eager", "txm/floor");
+    printf("   %-13s %9s %5s %9s %5s %9s %5s %9s %5s %9s %9s %10s\n", "shape", "txm us", "rt", "eager us", "rt",
+           "floor us", "rt", "libzdb us", "rt", "txm/eager", "txm/floor", "txm/libzdb");
     fflush(stdout);
 
     for (si = 0; si < NSHAPES; si++) {
@@ -339,17 +447,21 @@ static void run_engine(const bench_opts *o, bench_engine *e)
             continue;
         measured[si] = 1;
         memcpy(run, subj, sizeof subj);
-        tx.prog = rx[0].prog = rx[1].prog = sh->prog;
-        fprintf(stderr, "[overhead] %s %s ...\n", e->name, sh->name);
-        bench_measure(o, run, 3);
+        tx.prog = rx[0].prog = rx[1].prog = zx.prog = sh->prog;
+        bench_progress("overhead", "%s %s", e->name, sh->name);
+        bench_measure(o, run, NSUBJ);
         printf("   %-13s", sh->name);
-        for (k = 0; k < 3; k++)
+        for (k = 0; k < NSUBJ; k++)
             cell(&run[k]);
         ratio(&run[0], &run[1], 0);
         ratio(&run[0], &run[2], 0);
+        printf(" "); /* the txm/libzdb column is one wider */
+        ratio(&run[0], &run[ZDB], 0);
         printf("\n");
         fflush(stdout);
-        for (k = 0; k < 3; k++) {
+        if (!run[0].off && !e->no_txm[0])
+            check_txm(e, sh, &run[0]);
+        for (k = 0; k < NSUBJ; k++) {
             record_subject(e, sh, &run[k]);
             if (run[k].failed && !subj[k].failed) { /* a subject that broke stays out of later shapes */
                 subj[k].failed = 1;
@@ -364,17 +476,23 @@ static void run_engine(const bench_opts *o, bench_engine *e)
             bench_record("overhead", e->name, sh->name, "txm", "cpu_ratio_vs_eager", run[0].cpu_median / run[1].cpu_median);
         if (!run[0].failed && !run[2].failed)
             bench_record("overhead", e->name, sh->name, "txm", "cpu_ratio_vs_floor", run[0].cpu_median / run[2].cpu_median);
+        if (!run[0].failed && !run[ZDB].failed) {
+            bench_record("overhead", e->name, sh->name, "txm", "ratio_vs_libzdb", run[0].us_median / run[ZDB].us_median);
+            bench_record("overhead", e->name, sh->name, "txm", "cpu_ratio_vs_libzdb",
+                         run[0].cpu_median / run[ZDB].cpu_median);
+        }
     }
     /* This process's CPU time per transaction: the client-side cost alone (for SQLite, all of it).
      * Unlike wall time it barely moves when other processes compete for the CPUs. */
     printf("   client CPU us per transaction (this thread only; robust to a busy machine):\n");
-    printf("   %-13s %9s %9s %9s %9s %9s\n", "shape", "txm", "eager", "floor", "txm/eager", "txm/floor");
+    printf("   %-13s %9s %9s %9s %9s %9s %9s %10s\n", "shape", "txm", "eager", "floor", "libzdb", "txm/eager", "txm/floor",
+           "txm/libzdb");
     for (si = 0; si < NSHAPES; si++) {
         bench_subject *run = results[si];
         if (!measured[si])
             continue;
         printf("   %-13s", shapes[si].name);
-        for (k = 0; k < 3; k++) {
+        for (k = 0; k < NSUBJ; k++) {
             if (run[k].off)
                 printf(" %9s", "-");
             else if (run[k].failed)
@@ -384,8 +502,11 @@ static void run_engine(const bench_opts *o, bench_engine *e)
         }
         ratio(&run[0], &run[1], 1);
         ratio(&run[0], &run[2], 1);
+        printf(" ");
+        ratio(&run[0], &run[ZDB], 1);
         printf("\n");
     }
+    zdb_close_subject(&zx);
     txm_close(tx.c);
     for (k = 0; k < 2; k++)
         if (rx[k].st)

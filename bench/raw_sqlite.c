@@ -59,7 +59,7 @@ static int sq_open(void **out, bench_engine *e, int batched, char *err, size_t e
         return -1;
     }
     if (sqlite3_open_v2(e->shared_db ? e->file_path : ":memory:", &r->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         sq_err(r, "open", err, errsz);
         sq_close(r);
         return -1;

@@ -115,6 +115,76 @@ int bench_write_csv(const char *path)
     return 0;
 }
 
+/* One CSV field (RFC 4180: quotes, doubled quotes, newlines inside quotes) into buf, truncated to
+ * size. Returns the character after it: ',', '\n' or EOF. */
+static int read_field(FILE *f, char *buf, size_t size)
+{
+    size_t n = 0;
+    int c = getc(f), quoted = c == '"';
+    if (quoted)
+        c = getc(f);
+    for (;; c = getc(f)) {
+        if (c == EOF)
+            break;
+        if (quoted && c == '"') {
+            c = getc(f);
+            if (c != '"') {
+                quoted = 0;
+                if (c == ',' || c == '\n' || c == EOF)
+                    break;
+            }
+        } else if (!quoted && (c == ',' || c == '\n'))
+            break;
+        if (c != '\r' && n + 1 < size)
+            buf[n++] = (char)c;
+    }
+    buf[n] = '\0';
+    return c;
+}
+
+int bench_read_csv(const char *path, unsigned *nread)
+{
+    FILE *f = fopen(path, "r");
+    char fld[6][512];
+    unsigned line = 0;
+    *nread = 0;
+    if (!f) {
+        perror(path);
+        return -1;
+    }
+    for (;;) {
+        int k = 0, end = 0;
+        char *rest;
+        double v;
+        while (k < 6 && (end = read_field(f, fld[k], sizeof fld[k])) == ',')
+            k++;
+        while (end == ',') /* a row with more fields is not one of ours: skipped */
+            end = read_field(f, fld[0], sizeof fld[0]);
+        if (k == 0 && end == EOF && !fld[0][0])
+            break;
+        line++;
+        if (k == 5 && line > 1 && strcmp(fld[0], "meta") != 0) {
+            v = strtod(fld[5], &rest);
+            if (rest != fld[5] && !*rest) {
+                bench_record(fld[0], fld[1], fld[2], fld[3], fld[4], v);
+                (*nread)++;
+            }
+        }
+        if (end == EOF)
+            break;
+    }
+    fclose(f);
+    return 0;
+}
+
+void bench_results_each(bench_result_fn fn, void *ctx)
+{
+    size_t i;
+    for (i = 0; i < nrecs; i++)
+        if (!recs[i].text)
+            fn(ctx, recs[i].group, recs[i].engine, recs[i].cas, recs[i].impl, recs[i].metric, recs[i].value);
+}
+
 void bench_results_free(void)
 {
     size_t i;

@@ -1,6 +1,7 @@
 /* txm-billing: configuration objects, schema entry points and shared helpers. */
 #include "internal.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +71,8 @@ int txm_billing_new(txm_billing **out, const txm_conn *c, const txm_billing_opti
         return txm_error_set(TXM_EINVALID,
                              "txm_billing_new: table prefix must match [A-Za-z_][A-Za-z0-9_]* and be at most 32 "
                              "bytes");
-    if (opts->retry && (opts->retry->version != TXM_RETRY_POLICY_VERSION || opts->retry->max_attempts == 0))
+    if (opts->retry && ((opts->retry->version != 1 && opts->retry->version != TXM_RETRY_POLICY_VERSION) ||
+                        opts->retry->max_attempts == 0))
         return txm_error_set(TXM_EINVALID, "txm_billing_new: retry policy has an unknown version or 0 attempts");
     drv = txm_driver_name(c);
     b = calloc(1, sizeof *b);
@@ -103,9 +105,14 @@ int txm_billing_new(txm_billing **out, const txm_conn *c, const txm_billing_opti
         free(b);
         return rc;
     }
-    if (opts->retry)
-        b->retry = *opts->retry;
-    else
+    if (opts->retry) {
+        /* A version-1 policy (built against an older txm.h) ends before `jitter`: copy only its
+         * fields, over the defaults; txm_retry validates the rest. */
+        txm_billing_retry_policy_default(&b->retry);
+        memcpy(&b->retry, opts->retry,
+               opts->retry->version == 1 ? offsetof(txm_retry_policy, jitter) : sizeof b->retry);
+        b->retry.version = TXM_RETRY_POLICY_VERSION;
+    } else
         txm_billing_retry_policy_default(&b->retry);
     b->retry.tx = NULL;
     b->notify = opts->notify;

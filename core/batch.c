@@ -28,7 +28,7 @@ typedef struct batch_run {
     txm_batch_stmt *stmts;
     size_t n;
     txm_op *ops;                   /* validated statements, placeholders in the driver's style */
-    char **rewritten;              /* heap SQL of ops[i] when rewritten, else NULL */
+    txm_sql_ref *sql_refs;         /* keep the SQL of ops[i] alive (txm__sql_unref) */
     txm_rows **rows;               /* results of this attempt (statements with rows_out) */
     const txm_tx_options *tx;      /* the batch's own options (outermost level only) */
     const txm_retry_policy *retry; /* its tx is the fallback for `tx` */
@@ -50,10 +50,10 @@ static void free_run(batch_run *b)
 {
     size_t i;
     free_rows(b);
-    if (b->rewritten)
+    if (b->sql_refs)
         for (i = 0; i < b->n; i++)
-            txm__free(b->rewritten[i]);
-    txm__free(b->rewritten);
+            txm__sql_unref(&b->sql_refs[i]);
+    txm__free(b->sql_refs);
     txm__free(b->rows);
     txm__free(b->ops);
 }
@@ -97,13 +97,13 @@ static int prepare(txm_conn *c, batch_run *b)
 {
     size_t i;
     b->ops = txm__calloc(b->n, sizeof *b->ops);
-    b->rewritten = txm__calloc(b->n, sizeof *b->rewritten);
+    b->sql_refs = txm__calloc(b->n, sizeof *b->sql_refs);
     b->rows = txm__calloc(b->n, sizeof *b->rows);
-    if (!b->ops || !b->rewritten || !b->rows)
+    if (!b->ops || !b->sql_refs || !b->rows)
         return txm__err(TXM_ENOMEM, "txm_batch: out of memory (%zu statements)", b->n);
     for (i = 0; i < b->n; i++) {
         const txm_batch_stmt *s = &b->stmts[i];
-        int rc = txm__prepare_stmt(c, "txm_batch", s->sql, s->params, s->nparams, &b->ops[i], &b->rewritten[i]);
+        int rc = txm__prepare_stmt(c, "txm_batch", s->sql, s->params, s->nparams, &b->ops[i], &b->sql_refs[i]);
         if (rc) {
             b->stmts[i].status = rc;
             annotate_stmt(i, b->n);

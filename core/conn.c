@@ -187,6 +187,7 @@ static void close_now(txm_conn *c)
     txm__free(c->levels);
     txm__hooks_discard(&c->captured);
     txm__free(c->ops);
+    txm__sql_cache_free(&c->sql_cache);
     txm__url_free(c->url);
     txm__free(c);
 }
@@ -287,16 +288,17 @@ void txm_stats_reset(txm_conn *c)
         memset(&c->stats, 0, sizeof c->stats);
 }
 
-/* Validates a statement and builds its op. On success *rewritten may hold a heap copy of the SQL
- * that the caller frees after the run. */
+/* Validates a statement and builds its op. *ref keeps op->sql alive until txm__sql_unref (a pinned
+ * cache entry or a heap rewrite); it holds nothing after a failure. */
 int txm__prepare_stmt(txm_conn *c, const char *who, const char *sql, const txm_value *params, size_t n,
-                        txm_op *op, char **rewritten)
+                        txm_op *op, txm_sql_ref *ref)
 {
-    const char *kw;
-    size_t count = 0, i;
+    txm_sql_analysis a;
+    size_t i;
     int rc;
 
-    *rewritten = NULL;
+    ref->pin = NULL;
+    ref->heap = NULL;
     if (!c)
         return txm__err(TXM_EINVALID, "%s: connection is NULL", who);
     if (!sql)
@@ -311,25 +313,18 @@ int txm__prepare_stmt(txm_conn *c, const char *who, const char *sql, const txm_v
             return txm__err(TXM_EINVALID, "%s: parameter %zu has length %zu but a NULL pointer", who, i + 1,
                             v->u.buf.len);
     }
-    kw = txm__sql_tx_control(sql, c->drv->dialect);
-    if (kw)
-        return txm__err(TXM_EMISUSE,
-                        "%s: transaction control statement '%s' refused: use txm_begin/txm_commit/txm_rollback so "
-                        "txm's savepoint stack and hooks stay correct",
-                        who, kw);
-    rc = txm__sql_placeholders(sql, c->drv->placeholders, c->drv->dialect, rewritten, &count);
+    rc = txm__sql_analyze(c, who, sql, &a, ref);
     if (rc)
         return rc;
-    if (count != n) {
-        txm__free(*rewritten);
-        *rewritten = NULL;
+    if (a.count != n) {
+        txm__sql_unref(ref);
         return txm__err(TXM_EINVALID, "%s: the statement has %zu placeholder%s but %zu parameter%s given", who,
-                        count, count == 1 ? "" : "s", n, n == 1 ? " was" : "s were");
+                        a.count, a.count == 1 ? "" : "s", n, n == 1 ? " was" : "s were");
     }
     memset(op, 0, sizeof *op);
     op->kind = TXM_OP_STATEMENT;
-    op->sql = *rewritten ? *rewritten : sql;
-    op->sql_len = strlen(op->sql);
+    op->sql = a.sql;
+    op->sql_len = a.sql_len;
     op->params = params;
     op->nparams = n;
     op->affected = -1;
@@ -382,12 +377,12 @@ static int run_one(txm_conn *c, const char *who, txm_op *op)
 static int exec_stmt(txm_conn *c, const char *sql, const txm_value *params, size_t n, int64_t *affected_out)
 {
     txm_op op;
-    char *rw;
-    int rc = txm__prepare_stmt(c, "txm_exec", sql, params, n, &op, &rw);
+    txm_sql_ref ref;
+    int rc = txm__prepare_stmt(c, "txm_exec", sql, params, n, &op, &ref);
     if (rc)
         return rc;
     rc = run_one(c, "txm_exec", &op);
-    txm__free(rw);
+    txm__sql_unref(&ref);
     if (rc == 0 && affected_out)
         *affected_out = op.affected;
     return rc;
@@ -409,17 +404,17 @@ static int query_stmt(const char *who, txm_rows **out, txm_conn *c, const char *
                       size_t n)
 {
     txm_op op;
-    char *rw;
-    int rc = txm__prepare_stmt(c, who, sql, params, n, &op, &rw);
+    txm_sql_ref ref;
+    int rc = txm__prepare_stmt(c, who, sql, params, n, &op, &ref);
     if (rc)
         return rc;
     op.sink = txm__sink_new();
     if (!op.sink) {
-        txm__free(rw);
+        txm__sql_unref(&ref);
         return txm__err(TXM_ENOMEM, "%s: out of memory", who);
     }
     rc = run_one(c, who, &op);
-    txm__free(rw);
+    txm__sql_unref(&ref);
     if (rc) {
         txm__sink_free(op.sink);
         return rc;

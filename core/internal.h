@@ -99,6 +99,38 @@ TXM_INTERNAL int txm__sql_placeholders(const char *sql, txm_placeholder_style st
  * it (static, upper-case), else NULL. START and PREPARE count only when followed by TRANSACTION. */
 TXM_INTERNAL const char *txm__sql_tx_control(const char *sql, unsigned dialect);
 
+/* ---- sqlcache.c: per-connection cache of statement analyses (tx-control check, placeholders) ---- */
+#define TXM_SQL_CACHE_CAP 64          /* entries per connection (LRU) */
+#define TXM_SQL_CACHE_TEXT_MAX 16384  /* longer texts are analysed at every call, never cached */
+typedef struct txm_sql_entry txm_sql_entry;
+typedef struct txm_sql_cache {
+    txm_sql_entry *e;      /* TXM_SQL_CACHE_CAP slots, allocated at the first insert */
+    size_t len;            /* slots in use */
+    size_t last;           /* slot of the last hit or insert: looked at first */
+    uint64_t tick;
+    unsigned long hits, misses; /* tests */
+} txm_sql_cache;
+/* What a statement's analysis yields: the text to send (placeholders in the driver's style) and
+ * its placeholder count. */
+typedef struct txm_sql_analysis {
+    const char *sql;
+    size_t sql_len;
+    size_t count;
+} txm_sql_analysis;
+/* Keeps out->sql alive until txm__sql_unref: a pinned cache entry or a heap rewrite. */
+typedef struct txm_sql_ref {
+    txm_sql_entry *pin;
+    char *heap;
+} txm_sql_ref;
+struct txm_conn;
+/* Refuses transaction control (TXM_EMISUSE naming `who`) and counts/rewrites placeholders
+ * (txm__sql_placeholders' errors), from the cache when the same text (every byte) was analysed
+ * before on this connection. On success release *ref with txm__sql_unref after the run. */
+TXM_INTERNAL int txm__sql_analyze(struct txm_conn *c, const char *who, const char *sql, txm_sql_analysis *out,
+                                  txm_sql_ref *ref);
+TXM_INTERNAL void txm__sql_unref(txm_sql_ref *ref);
+TXM_INTERNAL void txm__sql_cache_free(txm_sql_cache *cache);
+
 /* ---- registry.c ---- */
 TXM_INTERNAL void txm__registry_init_builtin(void); /* idempotent, thread-safe */
 /* drivers/fault.c: the fault-injecting wrapper of `inner` (built once, lives until exit), or NULL
@@ -121,8 +153,14 @@ TXM_INTERNAL txm_rows *txm__rows_new(void);
 TXM_INTERNAL txm_sink *txm__rows_sink(txm_rows *r);
 
 /* ---- retry.c ---- */
+/* The capped exponential bound min(cap, base * 2^(attempt-1)), without overflow: the delay of
+ * TXM_RETRY_JITTER_NONE and the upper end of full jitter's range. */
+TXM_INTERNAL uint64_t txm__backoff_bound_us(unsigned attempt, unsigned base_us, unsigned cap_us);
 /* Full-jitter backoff: rand in [0, min(cap, base * 2^(attempt-1))] using *state (xorshift64*). */
 TXM_INTERNAL uint64_t txm__backoff_us(unsigned attempt, unsigned base_us, unsigned cap_us, uint64_t *state);
+/* The sleep before the retry that follows failed attempt `attempt` under p (a current-version,
+ * validated policy): the bound itself for TXM_RETRY_JITTER_NONE, full jitter otherwise. */
+TXM_INTERNAL uint64_t txm__retry_delay_us(const txm_retry_policy *p, unsigned attempt, uint64_t *state);
 TXM_INTERNAL uint64_t txm__rand_next(uint64_t *state);
 TXM_INTERNAL uint64_t txm__now_us(void);
 TXM_INTERNAL void txm__sleep_us(uint64_t us);
@@ -204,6 +242,7 @@ struct txm_conn {
      * (the core's save/restore copies of the record would undo an earlier write). */
     txm_late_column late[TXM_LATE_MAX];
     size_t nlate;
+    txm_sql_cache sql_cache; /* analyses of the statement texts run on this connection */
 };
 
 /* Every public call that takes a connection brackets its work with these (conn.c). enter fails
@@ -229,13 +268,13 @@ TXM_INTERNAL int txm__run_app_ops(txm_conn *c, txm_op *app, size_t napp, bool co
  * level, else with its SAVEPOINT) and ends it: committed (a nested level's RELEASE left pending)
  * or rolled back. *failed as for txm__run_app_ops. */
 TXM_INTERNAL int txm__run_level(txm_conn *c, const txm_tx_options *opts, txm_op *app, size_t napp, size_t *failed);
-/* Validates a statement and builds its op (core/conn.c); *rewritten may receive a heap copy of the
- * SQL (placeholders rewritten) that the caller frees after the run. */
+/* Validates a statement and builds its op (core/conn.c); *ref keeps op->sql alive: release it
+ * with txm__sql_unref after the run (also after a failure). */
 TXM_INTERNAL int txm__prepare_stmt(txm_conn *c, const char *who, const char *sql, const txm_value *params, size_t n,
-                                   txm_op *op, char **rewritten);
+                                   txm_op *op, txm_sql_ref *ref);
 /* The retry loop of txm_retry (core/retry.c): runs attempt(c, payload) until it succeeds, fails
  * with a category outside p->retry_on, or the attempts or the deadline run out, sleeping the
- * full-jitter backoff between attempts. `who` names the caller in messages. Refuses to run inside
+ * policy's backoff (full jitter unless p->jitter says otherwise) between attempts. `who` names the caller in messages. Refuses to run inside
  * a transaction. */
 typedef int (*txm__attempt_fn)(txm_conn *c, void *payload);
 TXM_INTERNAL int txm__retry_loop(txm_conn *c, const txm_retry_policy *p, const char *who, txm__attempt_fn attempt,

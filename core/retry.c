@@ -1,7 +1,9 @@
-/* txm_retry: whole-transaction retry with full-jitter capped exponential backoff. */
+/* txm_retry: whole-transaction retry with capped exponential backoff (full jitter by default). */
 #include "internal.h"
 
 #include <errno.h>
+#include <stddef.h>
+#include <string.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -32,7 +34,7 @@ uint64_t txm__rand_next(uint64_t *state)
     return x * 0x2545F4914F6CDD1Dull;
 }
 
-uint64_t txm__backoff_us(unsigned attempt, unsigned base_us, unsigned cap_us, uint64_t *state)
+uint64_t txm__backoff_bound_us(unsigned attempt, unsigned base_us, unsigned cap_us)
 {
     uint64_t bound = base_us;
     unsigned i;
@@ -40,22 +42,70 @@ uint64_t txm__backoff_us(unsigned attempt, unsigned base_us, unsigned cap_us, ui
         attempt = 1;
     for (i = 1; i < attempt && bound < cap_us; i++)
         bound <<= 1; /* stops doubling at the cap, so it cannot overflow */
-    if (bound > cap_us)
-        bound = cap_us;
+    return bound > cap_us ? cap_us : bound;
+}
+
+uint64_t txm__backoff_us(unsigned attempt, unsigned base_us, unsigned cap_us, uint64_t *state)
+{
+    uint64_t bound = txm__backoff_bound_us(attempt, base_us, cap_us);
     if (bound == 0)
         return 0;
     return txm__rand_next(state) % (bound + 1);
 }
 
+uint64_t txm__retry_delay_us(const txm_retry_policy *p, unsigned attempt, uint64_t *state)
+{
+    if (p->jitter == TXM_RETRY_JITTER_NONE)
+        return txm__backoff_bound_us(attempt, p->base_delay_us, p->max_delay_us);
+    return txm__backoff_us(attempt, p->base_delay_us, p->max_delay_us, state);
+}
+
+/* Bytes of a txm_retry_policy of `version` (0 for an unknown version): a caller compiled against
+ * an older txm.h has a smaller struct, so neither read nor write past its version's fields. */
+static size_t retry_policy_size(unsigned version)
+{
+    switch (version) {
+    case 1:
+        return offsetof(txm_retry_policy, jitter);
+    case 2:
+        return sizeof(txm_retry_policy);
+    default:
+        return 0;
+    }
+}
+
 int txm_retry_policy_init(txm_retry_policy *p, unsigned version)
 {
     static const txm_retry_policy def = TXM_RETRY_POLICY_INIT;
+    size_t size = retry_policy_size(version);
     if (!p)
         return txm__err(TXM_EINVALID, "txm_retry_policy_init: policy is NULL");
-    if (version != TXM_RETRY_POLICY_VERSION)
-        return txm__err(TXM_EINVALID, "txm_retry_policy_init: unknown version %u (this txm knows %u)", version,
+    if (!size)
+        return txm__err(TXM_EINVALID, "txm_retry_policy_init: unknown version %u (this txm knows 1..%u)", version,
                         (unsigned)TXM_RETRY_POLICY_VERSION);
-    *p = def;
+    memcpy(p, &def, size);
+    p->version = version;
+    return 0;
+}
+
+/* Copies the caller's policy (of any known version) into a current-version struct; fields the
+ * caller's version lacks keep their defaults. Validates what the loop relies on. */
+static int retry_policy_load(txm_retry_policy *dst, const txm_retry_policy *src, const char *who)
+{
+    static const txm_retry_policy def = TXM_RETRY_POLICY_INIT;
+    size_t size = retry_policy_size(src->version);
+    if (!size)
+        return txm__err(TXM_EINVALID, "%s: retry policy has unknown version %u (this txm knows 1..%u)", who,
+                        src->version, (unsigned)TXM_RETRY_POLICY_VERSION);
+    *dst = def;
+    memcpy(dst, src, size);
+    dst->version = TXM_RETRY_POLICY_VERSION;
+    if (dst->max_attempts == 0)
+        return txm__err(TXM_EINVALID, "%s: max_attempts must be at least 1", who);
+    if (dst->jitter != TXM_RETRY_JITTER_FULL && dst->jitter != TXM_RETRY_JITTER_NONE)
+        return txm__err(TXM_EINVALID,
+                        "%s: retry policy jitter %u is unknown (TXM_RETRY_JITTER_FULL or TXM_RETRY_JITTER_NONE)", who,
+                        dst->jitter);
     return 0;
 }
 
@@ -116,18 +166,15 @@ static int retry_loop(txm_conn *c, const txm_retry_policy *p, const char *who, t
                       uint64_t *counter)
 {
     static const txm_retry_policy def = TXM_RETRY_POLICY_INIT;
+    txm_retry_policy cur;
     txm_err_rec last;
     uint64_t rng, start;
     unsigned n;
     int rc = 0;
 
-    if (!p)
-        p = &def;
-    if (p->version != TXM_RETRY_POLICY_VERSION)
-        return txm__err(TXM_EINVALID, "%s: retry policy has unknown version %u (this txm knows %u)", who,
-                        p->version, (unsigned)TXM_RETRY_POLICY_VERSION);
-    if (p->max_attempts == 0)
-        return txm__err(TXM_EINVALID, "%s: max_attempts must be at least 1", who);
+    if ((rc = retry_policy_load(&cur, p ? p : &def, who)) != 0)
+        return rc;
+    p = &cur;
     if (txm_depth(c) > 0)
         return txm__err(TXM_EMISUSE,
                         "%s: a transaction is already open (depth %d); retrying an inner part would not "
@@ -153,7 +200,7 @@ static int retry_loop(txm_conn *c, const txm_retry_policy *p, const char *who, t
         if (n >= p->max_attempts)
             return rc;
         {
-            uint64_t delay = txm__backoff_us(n, p->base_delay_us, p->max_delay_us, &rng);
+            uint64_t delay = txm__retry_delay_us(p, n, &rng);
             if (p->deadline_ms && txm__now_us() + delay - start >= (uint64_t)p->deadline_ms * 1000u)
                 return rc; /* the next attempt could not start within the budget */
             if (p->before_retry) {

@@ -894,7 +894,7 @@ static int atomic(txm_conn *c, const txm_tx_options *opts, txm_body_cb body, voi
 
 int txm__run_level(txm_conn *c, const txm_tx_options *opts, txm_op *app, size_t napp, size_t *failed)
 {
-    txm_tx *tx;
+    txm_tx *tx = NULL; /* set by begin_level on success; -O3 cannot see that (-Wmaybe-uninitialized) */
     bool outermost;
     int rc;
     *failed = SIZE_MAX;

@@ -62,6 +62,7 @@ typedef struct sq_cached {
     sqlite3_stmt *stmt;
     uint64_t used; /* LRU tick of the last use */
     bool dml;      /* INSERT/UPDATE/DELETE/REPLACE (possibly behind WITH): affected rows are known */
+    long busy_ms;  /* busy_timeout_pragma() of the text: computed once, like dml */
 } sq_cached;
 
 typedef struct sq_conn {
@@ -90,6 +91,7 @@ typedef struct sq_conn {
     sq_cached *cache;
     size_t cache_cap;
     size_t cache_len;
+    size_t cache_last; /* entry of the last hit: looked at first (a loop repeats its statements) */
     uint64_t tick;
     /* Scratch for rows: cells and column names. */
     txm_value *cells;
@@ -411,8 +413,10 @@ static int prepare_one(sq_conn *c, const char *sql, size_t len, sqlite3_stmt **o
     return 0;
 }
 
+static long busy_timeout_pragma(const char *sql, size_t len);
+
 /* Finds or prepares the statement for sql[0..len). *slot is its cache entry, or NULL when the
- * statement is not cached (cache=0): the caller then finalizes it. */
+ * statement is not cached (cache=0): the caller then finalizes it. The key is the whole text. */
 static int stmt_get(sq_conn *c, const char *sql, size_t len, sqlite3_stmt **out, sq_cached **slot)
 {
     size_t i, victim = 0;
@@ -423,10 +427,18 @@ static int stmt_get(sq_conn *c, const char *sql, size_t len, sqlite3_stmt **out,
 
     *out = NULL;
     *slot = NULL;
+    e = c->cache_last < c->cache_len ? &c->cache[c->cache_last] : NULL;
+    if (e && e->len == len && memcmp(e->sql, sql, len) == 0) {
+        e->used = ++c->tick;
+        *out = e->stmt;
+        *slot = e;
+        return 0;
+    }
     for (i = 0; i < c->cache_len; i++) {
         e = &c->cache[i];
         if (e->len == len && memcmp(e->sql, sql, len) == 0) {
             e->used = ++c->tick;
+            c->cache_last = i;
             *out = e->stmt;
             *slot = e;
             return 0;
@@ -462,6 +474,8 @@ static int stmt_get(sq_conn *c, const char *sql, size_t len, sqlite3_stmt **out,
     e->stmt = st;
     e->used = ++c->tick;
     e->dml = is_dml(st, sql, len);
+    e->busy_ms = busy_timeout_pragma(sql, len);
+    c->cache_last = victim;
     *out = st;
     *slot = e;
     return 0;
@@ -618,7 +632,8 @@ static int op_savepoint(sq_conn *c, int kind, unsigned level)
 /* ---------------------------------------------------------------------------------------------
  * Statements
  * ------------------------------------------------------------------------------------------- */
-static int bind_params(sq_conn *c, sqlite3_stmt *st, const txm_value *params, size_t n)
+/* *pointers: whether a value was bound by pointer (SQLITE_STATIC), to be cleared after the run. */
+static int bind_params(sq_conn *c, sqlite3_stmt *st, const txm_value *params, size_t n, bool *pointers)
 {
     static const char empty[1] = {0};
     size_t i;
@@ -641,6 +656,7 @@ static int bind_params(sq_conn *c, sqlite3_stmt *st, const txm_value *params, si
             break;
         case TXM_T_TEXT:
         case TXM_T_BLOB:
+            *pointers = true;
             if (!v->u.buf.ptr && v->u.buf.len)
                 return txm_driver_error(TXM_EINVALID, NULL, "parameter %zu: NULL pointer with length %zu", i + 1,
                                         v->u.buf.len);
@@ -812,6 +828,7 @@ static int op_statement(sq_conn *c, txm_op *op)
     sqlite3_stmt *st;
     sq_cached *slot;
     size_t len, ncols = 0;
+    bool pointers = false;
     int rc;
 
     op->affected = -1;
@@ -821,7 +838,7 @@ static int op_statement(sq_conn *c, txm_op *op)
     rc = stmt_get(c, op->sql, len, &st, &slot);
     if (rc)
         return rc;
-    rc = bind_params(c, st, op->params, op->nparams);
+    rc = bind_params(c, st, op->params, op->nparams, &pointers);
     if (rc == 0) {
         int step;
         c->busy_gave_up = false;
@@ -846,7 +863,7 @@ static int op_statement(sq_conn *c, txm_op *op)
         else if (rc == 0)
             op->affected = (slot ? slot->dml : is_dml(st, op->sql, len)) ? sq_changes(c->db) : -1;
         if (rc == 0) {
-            long ms = busy_timeout_pragma(op->sql, len);
+            long ms = slot ? slot->busy_ms : busy_timeout_pragma(op->sql, len);
             if (ms >= 0) {
                 /* The connection's setting; a transaction's own lock timeout keeps its value
                  * until the transaction ends, then this one applies. */
@@ -858,9 +875,12 @@ static int op_statement(sq_conn *c, txm_op *op)
             }
         }
     }
-    /* Reset at once: a statement left mid-step would hold its read transaction open. */
+    /* Reset at once: a statement left mid-step would hold its read transaction open. Values bound
+     * by pointer are cleared (SQLITE_STATIC must not outlive the caller's buffers); numbers hold
+     * nothing, and the next run binds every parameter again. */
     sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    if (pointers)
+        sqlite3_clear_bindings(st);
     if (!slot)
         sqlite3_finalize(st);
     return rc;

@@ -392,14 +392,29 @@ TXM_EXTERN int txm_on_rollback(txm_conn *c, txm_hook_cb fn, void *payload, void 
 #define TXM_RETRY_LOCK_TIMEOUT 0x4u
 #define TXM_RETRY_DEFAULT (TXM_RETRY_DEADLOCK | TXM_RETRY_SERIALIZATION)
 
-#define TXM_RETRY_POLICY_VERSION 1
+/* How the backoff between attempts is drawn (txm_retry_policy.jitter, version 2). Both start
+ * from the capped exponential bound = min(max_delay_us, base_delay_us * 2^(attempt-1)):
+ *   TXM_RETRY_JITTER_FULL  sleep = rand(0, bound) (the default): losers of one conflict spread
+ *                          out instead of colliding again at the same instant;
+ *   TXM_RETRY_JITTER_NONE  sleep = bound exactly: a predictable schedule (e.g. a caller that
+ *                          adds its own randomness, or compares schedules); every loser of one
+ *                          conflict wakes at the same time, which re-creates the conflict
+ *                          (measured: docs/bench.md, "Retry policies side by side").
+ * base_delay_us = 0 (or max_delay_us = 0) means no backoff at all: the next attempt starts at
+ * once, with either jitter. */
+#define TXM_RETRY_JITTER_FULL 0u
+#define TXM_RETRY_JITTER_NONE 1u
+
+/* Version 2 added `jitter`. A version-1 struct (the fields up to `seed`) is still accepted by
+ * txm_retry and txm_batch (full jitter), and txm_retry_policy_init(p, 1) fills only its fields. */
+#define TXM_RETRY_POLICY_VERSION 2
 typedef struct txm_retry_policy {
     unsigned version;
     unsigned max_attempts;    /* total attempts, >= 1 (default 30: with 8 SERIALIZABLE writers on
                                * one row no transaction gave up in any measured run; 5, the old
                                * default, gave up on up to 12 %: docs/semantics.md, "Sizing the
                                * retry policy") */
-    unsigned base_delay_us;   /* backoff base (default 2000) */
+    unsigned base_delay_us;   /* backoff base (default 2000); 0 = no backoff */
     unsigned max_delay_us;    /* backoff cap (default 200000) */
     unsigned deadline_ms;     /* 0 = none (default); no attempt starts after this budget is spent */
     unsigned retry_on;        /* TXM_RETRY_* (default TXM_RETRY_DEFAULT) */
@@ -408,13 +423,18 @@ typedef struct txm_retry_policy {
     void (*before_retry)(unsigned attempt, const txm_error *err, void *payload);
     void *payload;
     uint64_t seed;            /* 0 = random; otherwise a fixed jitter sequence (tests) */
+    /* --- version 2 --- */
+    unsigned jitter;          /* TXM_RETRY_JITTER_FULL (default) or TXM_RETRY_JITTER_NONE;
+                               * another value: TXM_EINVALID */
 } txm_retry_policy;
-#define TXM_RETRY_POLICY_INIT { TXM_RETRY_POLICY_VERSION, 30, 2000, 200000, 0, TXM_RETRY_DEFAULT, NULL, NULL, NULL, 0 }
+#define TXM_RETRY_POLICY_INIT                                                                                  \
+    { TXM_RETRY_POLICY_VERSION, 30, 2000, 200000, 0, TXM_RETRY_DEFAULT, NULL, NULL, NULL, 0, TXM_RETRY_JITTER_FULL }
 TXM_EXTERN int txm_retry_policy_init(txm_retry_policy *p, unsigned version);
 
 /* Runs body in a fresh transaction (BEGIN, body, COMMIT) and retries the whole attempt after a
- * full-jitter exponential backoff, sleep = rand(0, min(max_delay, base_delay * 2^(attempt-1))),
- * when body or COMMIT fails with a category in retry_on. Refuses to run inside an open
+ * capped exponential backoff, by default with full jitter, sleep = rand(0, min(max_delay,
+ * base_delay * 2^(attempt-1))) (see TXM_RETRY_JITTER_*), when body or COMMIT fails with a
+ * category in retry_on. Refuses to run inside an open
  * transaction (TXM_EMISUSE). On-commit hooks of failed attempts never run. TXM_ECOMMIT_UNKNOWN
  * is never retried. Returns 0, body's non-retryable result, or the last error. */
 TXM_EXTERN int txm_retry(txm_conn *c, const txm_retry_policy *p, txm_body_cb body, void *payload);

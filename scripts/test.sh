@@ -47,7 +47,8 @@ root=$(pwd)
 
 # Packages: build, tests, servers. The fuzz harness's needs are added here as they are requested.
 PKGS=(meson ninja-build pkg-config gcc libc6-dev python3 clang libcriterion-dev
-    libclang-rt-14-dev libpq-dev libmariadb-dev libsqlite3-dev postgresql-15 mariadb-server locales pgbouncer)
+    libclang-rt-14-dev libpq-dev libmariadb-dev libsqlite3-dev postgresql-15 mariadb-server locales pgbouncer
+    gnuplot-nox libzdb-dev) # gnuplot: tests/bench/quick.sh draws `txm-bench --plot` (without it, only the message is tested); libzdb: txm-bench's libzdb subject
 
 t_start=$SECONDS
 t_phase=$SECONDS

@@ -7,6 +7,8 @@
  *                             runs the driver conformance suite against URL (execs the
  *                             txm-conformance test binary with TXM_TEST_URL=URL; ARGS go to it,
  *                             e.g. --filter 'hooks/<name>' --verbose)
+ *   txm bench [ARGS...]       the benchmark harness (execs txm-bench, found like the suite; ARGS
+ *                             go to it, e.g. --quick --engine sqlite-mem)
  *   txm version               library version and the drivers built in
  *   txm help                  this text
  */
@@ -37,6 +39,12 @@ static const char usage_text[] =
     "                           the Criterion test binary (e.g. --filter 'hooks/*' --verbose).\n"
     "                           The suite is found in the build tree, in LIBEXECDIR/txm of an\n"
     "                           installed txm, or via TXM_CONFORMANCE_BIN\n"
+    "  bench [ARGS]             run the benchmark harness txm-bench (docs/bench.md): txm against\n"
+    "                           hand-written client code per engine; ARGS go to it, e.g. --quick\n"
+    "                           (a smoke run that checks counters and exits 1 if one is wrong),\n"
+    "                           --engine sqlite-mem, --group contention, --csv FILE, --plot FILE.svg,\n"
+    "                           --progress; `txm bench --help` lists them. Found in the build tree,\n"
+    "                           in LIBEXECDIR/txm of an installed txm, or via TXM_BENCH_BIN\n"
     "  version                  print the library version and the drivers built in\n"
     "  help                     print this text\n";
 
@@ -103,30 +111,42 @@ static int self_dir(char *dir, size_t size)
     return 0;
 }
 
-/* Finds the conformance binary (docs/conformance.md, "Installed"):
- *   1. $TXM_CONFORMANCE_BIN;
- *   2. the build tree: build/tools/txm -> build/tests/conformance/txm-conformance;
- *   3. an installed tree, relocated: this executable sits in PREFIX/BINDIR, so the suite is in
+/* Where a helper program of the `txm` command lives: its environment override, its path in the
+ * build tree relative to build/tools/, and its file name under PREFIX/LIBEXECDIR/txm. */
+typedef struct helper_bin {
+    const char *env;       /* "TXM_CONFORMANCE_BIN" */
+    const char *build_rel; /* "../tests/conformance/txm-conformance" */
+    const char *name;      /* "txm-conformance" */
+} helper_bin;
+
+static const helper_bin conformance_bin = {"TXM_CONFORMANCE_BIN", "../tests/conformance/txm-conformance",
+                                           "txm-conformance"};
+static const helper_bin bench_bin = {"TXM_BENCH_BIN", "../bench/txm-bench", "txm-bench"};
+
+/* Finds a helper program (docs/conformance.md, "Installed"; docs/bench.md, "`txm bench`"):
+ *   1. $ENV (h->env);
+ *   2. the build tree: build/tools/txm -> build/<h->build_rel>;
+ *   3. an installed tree, relocated: this executable sits in PREFIX/BINDIR, so the helper is in
  *      PREFIX/LIBEXECDIR/txm (an install moved as a whole, or under DESTDIR, still works);
  *   4. the configured PREFIX/LIBEXECDIR/txm itself.
  * Writes the places looked at into `tried` for the error message. */
-static int find_conformance(char *out, size_t size, char *tried, size_t tried_size)
+static int find_helper(const helper_bin *h, char *out, size_t size, char *tried, size_t tried_size)
 {
-    const char *env = getenv("TXM_CONFORMANCE_BIN");
-    const char *libexec_rel = TXM_INSTALL_LIBEXECDIR "/txm/txm-conformance";
-    char self[PATH_MAX], prefix[PATH_MAX];
+    const char *env = getenv(h->env);
+    char libexec_rel[PATH_MAX], self[PATH_MAX], prefix[PATH_MAX];
     size_t dlen, blen = strlen(TXM_INSTALL_BINDIR);
 
     tried[0] = '\0';
     if (env && *env) {
-        snprintf(tried, tried_size, "%s (TXM_CONFORMANCE_BIN)", env);
+        snprintf(tried, tried_size, "%s (%s)", env, h->env);
         if (!is_executable(env))
             return -1;
         snprintf(out, size, "%s", env);
         return 0;
     }
+    snprintf(libexec_rel, sizeof libexec_rel, "%s/txm/%s", TXM_INSTALL_LIBEXECDIR, h->name);
     if (self_dir(self, sizeof self) == 0) {
-        if (try_candidate(out, size, self, "../tests/conformance/txm-conformance", tried, tried_size) == 0)
+        if (try_candidate(out, size, self, h->build_rel, tried, tried_size) == 0)
             return 0;
         dlen = strlen(self);
         /* A relative BINDIR ("bin"): strip "/bin" from this directory to get the prefix. */
@@ -140,11 +160,30 @@ static int find_conformance(char *out, size_t size, char *tried, size_t tried_si
     return try_candidate(out, size, TXM_INSTALL_PREFIX, libexec_rel, tried, tried_size);
 }
 
+/* Replaces this process with `bin`, argv[first..argc) as its arguments. Returns only on failure. */
+static int exec_helper(const char *cmd, const char *bin, int argc, char **argv, int first)
+{
+    char **args = calloc((size_t)(argc - first) + 2, sizeof *args);
+    int i;
+
+    fflush(NULL);
+    if (!args) {
+        fprintf(stderr, "txm %s: out of memory\n", cmd);
+        return 1;
+    }
+    args[0] = (char *)bin;
+    for (i = first; i < argc; i++)
+        args[i - first + 1] = argv[i];
+    args[argc - first + 1] = NULL;
+    execv(bin, args);
+    fprintf(stderr, "txm %s: cannot run %s: %s\n", cmd, bin, strerror(errno));
+    free(args);
+    return 126;
+}
+
 static int cmd_conformance(int argc, char **argv)
 {
     char bin[PATH_MAX], tried[3 * PATH_MAX + 64], shown[1024];
-    char **args;
-    int i;
 
     if (argc < 2 || argv[1][0] == '-') {
         fprintf(stderr, "usage: txm conformance URL [CRITERION-ARGS...]\n");
@@ -158,7 +197,7 @@ static int cmd_conformance(int argc, char **argv)
                 " TXM_CONFORMANCE_BIN to the txm-conformance binary of another build.\n");
         return 127;
     }
-    if (find_conformance(bin, sizeof bin, tried, sizeof tried) != 0) {
+    if (find_helper(&conformance_bin, bin, sizeof bin, tried, sizeof tried) != 0) {
         fprintf(stderr,
                 "txm conformance: the conformance test binary was not found (looked at: %s).\n"
                 "Build it (meson with Criterion installed builds tests/conformance/txm-conformance)"
@@ -172,20 +211,24 @@ static int cmd_conformance(int argc, char **argv)
     }
     txm_tool_redact(argv[1], shown, sizeof shown);
     fprintf(stderr, "txm conformance: %s against %s\n", bin, shown);
-    fflush(NULL);
-    args = calloc((size_t)argc + 1, sizeof *args);
-    if (!args) {
-        fprintf(stderr, "txm conformance: out of memory\n");
-        return 1;
+    return exec_helper("conformance", bin, argc, argv, 2);
+}
+
+/* `txm bench [ARGS]`: the txm-bench harness (docs/bench.md), ARGS passed on unchanged. */
+static int cmd_bench(int argc, char **argv)
+{
+    char bin[PATH_MAX], tried[3 * PATH_MAX + 64];
+
+    if (find_helper(&bench_bin, bin, sizeof bin, tried, sizeof tried) != 0) {
+        fprintf(stderr,
+                "txm bench: the benchmark harness txm-bench was not found (looked at: %s).\n"
+                "Build it (meson builds bench/txm-bench; `meson install` puts it in LIBEXECDIR/txm)"
+                " or set TXM_BENCH_BIN to its path.\n",
+                tried);
+        return 127;
     }
-    args[0] = bin;
-    for (i = 2; i < argc; i++)
-        args[i - 1] = argv[i];
-    args[argc - 1] = NULL;
-    execv(bin, args);
-    fprintf(stderr, "txm conformance: cannot run %s: %s\n", bin, strerror(errno));
-    free(args);
-    return 126;
+    fprintf(stderr, "txm bench: %s\n", bin);
+    return exec_helper("bench", bin, argc, argv, 1);
 }
 
 int main(int argc, char **argv)
@@ -196,6 +239,8 @@ int main(int argc, char **argv)
         return txm_tool_demo(argc - 1, argv + 1);
     if (strcmp(cmd, "conformance") == 0)
         return cmd_conformance(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0)
+        return cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
         return cmd_version();
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

@@ -50,6 +50,32 @@ Test(schema, options_are_versioned)
     txm_close(c);
 }
 
+/* A retry policy built against version 1 of txm.h ends at `seed`: billing accepts it and never
+ * copies or reads what follows it (0xAB bytes would be an unknown jitter, TXM_EINVALID). */
+Test(schema, a_version_1_retry_policy_is_accepted)
+{
+    txm_conn *c = bf_open();
+    txm_billing_options o = TXM_BILLING_OPTIONS_INIT;
+    txm_billing *b = NULL;
+    union {
+        txm_retry_policy p;
+        unsigned char bytes[sizeof(txm_retry_policy)];
+    } u;
+    int64_t id = 0;
+    memset(&u, 0xAB, sizeof u);
+    BF_OK(txm_retry_policy_init(&u.p, 1));
+    o.retry = &u.p;
+    BF_OK(txm_billing_new(&b, c, &o));
+    BF_OK(txm_billing_schema_create(b, c));
+    BF_OK(txm_billing_account(b, c, "v1-policy", 0, &id, NULL));
+    cr_assert_gt(id, 0);
+    u.p.version = 3;
+    txm_billing_free(b);
+    b = NULL;
+    cr_assert_eq(txm_billing_new(&b, c, &o), TXM_EINVALID, "retry policy version 3 accepted");
+    txm_close(c);
+}
+
 Test(schema, an_object_refuses_a_connection_to_another_engine)
 {
     txm_conn *c = bf_open(), *other = NULL;

@@ -406,6 +406,53 @@ Test(commit_failure, swallowed_deadlock_is_still_retried)
     cr_assert(eq(int, attempts, 2));
 }
 
+Test(commit_failure, unknown_jitter_is_refused_before_any_attempt)
+{
+    txm_retry_policy p = TXM_RETRY_POLICY_INIT;
+    p.jitter = 2;
+    attempts = 0;
+    cr_assert(eq(int, txm_retry(c, &p, retry_body, NULL), TXM_EINVALID));
+    cr_expect(strstr(txm_error_last()->message, "txm_retry") != NULL, "%s", txm_error_last()->message);
+    cr_expect(strstr(txm_error_last()->message, "jitter 2") != NULL, "%s", txm_error_last()->message);
+    cr_assert(eq(int, attempts, 0));
+    LOG_IS("");
+}
+
+/* A policy built against version 1 of txm.h ends at `seed`: what follows it in memory is not the
+ * caller's, so txm_retry must not read it as `jitter` (0xAB bytes would be an unknown jitter). */
+Test(commit_failure, version_1_policy_is_retried_with_full_jitter)
+{
+    union {
+        txm_retry_policy p;
+        unsigned char bytes[sizeof(txm_retry_policy)];
+    } u;
+    memset(&u, 0xAB, sizeof u);
+    cr_assert(eq(int, txm_retry_policy_init(&u.p, 1), 0));
+    u.p.base_delay_us = 1;
+    u.p.max_delay_us = 10;
+    reset_hooks();
+    attempts = 0;
+    fake_fail_op(2, TXM_EDEADLOCK, TXM_ERRF_TX_LOST);
+    cr_assert(eq(int, txm_retry(c, &u.p, retry_body, NULL), 0), "%s", txm_error_last()->message);
+    cr_assert(eq(int, attempts, 2));
+}
+
+Test(commit_failure, no_jitter_policy_retries)
+{
+    txm_retry_policy p = TXM_RETRY_POLICY_INIT;
+    txm_stats st;
+    p.jitter = TXM_RETRY_JITTER_NONE;
+    p.base_delay_us = 1;
+    p.max_delay_us = 10;
+    reset_hooks();
+    attempts = 0;
+    fake_fail_op(2, TXM_ESERIALIZATION, TXM_ERRF_TX_LOST);
+    cr_assert(eq(int, txm_retry(c, &p, retry_body, NULL), 0), "%s", txm_error_last()->message);
+    cr_assert(eq(int, attempts, 2));
+    txm_stats_get(c, &st);
+    cr_assert(eq(u64, st.retries, 1));
+}
+
 TestSuite(robustness, .init = setup, .fini = teardown);
 
 Test(robustness, driver_registration_is_validated)

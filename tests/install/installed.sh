@@ -3,7 +3,8 @@
 #   1. `meson install` into a temporary prefix; the README example and every docs/cookbook.md
 #      example compiled with nothing but `pkg-config --cflags --libs txm` and run (SQLite); the
 #      static libtxm.a linked; the installed `txm help`, `txm version` and
-#      `txm conformance sqlite::memory:` (the suite installed in LIBEXECDIR/txm) run;
+#      `txm conformance sqlite::memory:` (the suite installed in LIBEXECDIR/txm) and
+#      `txm bench --quick --engine sqlite-mem` (txm-bench, also in LIBEXECDIR/txm) run;
 #   2. the README example and the docs/billing.md example compiled against the uninstalled
 #      pkg-config files (PKG_CONFIG_PATH=BUILD/meson-uninstalled) and run;
 #   3. a parent meson project that uses txm as a subproject (dependency('txm') with the
@@ -119,6 +120,22 @@ grep -q "^txm conformance: $prefix/[^ ]*/txm/txm-conformance against" "$tmp/conf
     exit 1
 }
 grep -q 'Synthesis: Tested: [1-9]' "$tmp/conformance.log" || { echo "FAIL: no conformance test ran"; exit 1; }
+# `txm bench` runs the txm-bench installed in LIBEXECDIR/txm of its own prefix, and its counter
+# checks pass (docs/bench.md, "`txm bench`").
+rc=0
+"$prefix/bin/txm" bench --quick --engine sqlite-mem >"$tmp/bench.log" 2>&1 || rc=$?
+grep -E '^# checks|CHECK FAILED' "$tmp/bench.log"
+if [ "$rc" -ne 0 ]; then
+    echo "FAIL: the installed 'txm bench --quick --engine sqlite-mem' exited $rc:"
+    tail -n 40 "$tmp/bench.log"
+    exit 1
+fi
+grep -q "^txm bench: $prefix/[^ ]*/txm/txm-bench\$" "$tmp/bench.log" || {
+    echo "FAIL: the installed txm did not run the txm-bench of its own prefix"
+    grep '^txm bench:' "$tmp/bench.log"
+    exit 1
+}
+grep -Eq '^# checks +[1-9][0-9]* passed, 0 failed' "$tmp/bench.log" || { echo "FAIL: no benchmark check ran"; exit 1; }
 
 # ---- 2. uninstalled pkg-config files -----------------------------------------------------
 step "against the uninstalled pkg-config files ($build/meson-uninstalled)"

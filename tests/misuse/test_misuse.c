@@ -205,9 +205,10 @@ ROW(on_commit_conn_null) { RET(txm_on_commit(NULL, h_begin_commit, NULL, NULL));
 ROW(on_rollback_fn_null) { RET(txm_on_rollback(C, NULL, NULL, NULL)); }
 /* retry */
 ROW(retry_policy_init_null) { RET(txm_retry_policy_init(NULL, TXM_RETRY_POLICY_VERSION)); }
-ROW(retry_policy_init_version) { txm_retry_policy p; RET(txm_retry_policy_init(&p, 2)); }
+ROW(retry_policy_init_version) { txm_retry_policy p; RET(txm_retry_policy_init(&p, 99)); }
 ROW(retry_body_null) { RET(txm_retry(C, NULL, NULL, NULL)); }
 ROW(retry_bad_version) { txm_retry_policy p = TXM_RETRY_POLICY_INIT; p.version = 5; RET(txm_retry(C, &p, body_ok, NULL)); }
+ROW(retry_bad_jitter) { txm_retry_policy p = TXM_RETRY_POLICY_INIT; p.jitter = 7; RET(txm_retry(C, &p, body_ok, NULL)); }
 ROW(retry_zero_attempts) { txm_retry_policy p = TXM_RETRY_POLICY_INIT; p.max_attempts = 0; RET(txm_retry(C, &p, body_ok, NULL)); }
 ROW(retry_bad_tx_options) { txm_tx_options o = TXM_TX_OPTIONS_INIT; txm_retry_policy p = TXM_RETRY_POLICY_INIT; o.flags = 0x80; p.tx = &o; RET(txm_retry(C, &p, body_ok, NULL)); }
 ROW(retry_inside_tx) { begin(); RET(txm_retry(C, NULL, body_ok, NULL)); }
@@ -442,9 +443,10 @@ static misuse catalogue[] = {
     {"txm_on_commit", "connection is NULL", on_commit_conn_null, TXM_EINVALID, "txm_on_commit", "connection is NULL"},
     {"txm_on_rollback", "hook function is NULL", on_rollback_fn_null, TXM_EINVALID, "txm_on_rollback", "hook function is NULL"},
     {"txm_retry_policy_init", "policy is NULL", retry_policy_init_null, TXM_EINVALID, "txm_retry_policy_init", "NULL"},
-    {"txm_retry_policy_init", "unknown version", retry_policy_init_version, TXM_EINVALID, "txm_retry_policy_init", "unknown version 2"},
+    {"txm_retry_policy_init", "unknown version", retry_policy_init_version, TXM_EINVALID, "txm_retry_policy_init", "unknown version 99"},
     {"txm_retry", "body is NULL", retry_body_null, TXM_EINVALID, "txm_retry", "body is NULL"},
     {"txm_retry", "policy with an unknown version", retry_bad_version, TXM_EINVALID, "txm_retry", "unknown version 5"},
+    {"txm_retry", "policy with an unknown jitter", retry_bad_jitter, TXM_EINVALID, "txm_retry", "jitter 7 is unknown"},
     {"txm_retry", "max_attempts is 0", retry_zero_attempts, TXM_EINVALID, "txm_retry", "max_attempts"},
     {"txm_retry", "policy's tx options have unknown flags", retry_bad_tx_options, TXM_EINVALID, "txm_begin", "unknown flags 0x80"},
     {"txm_retry", "inside a transaction", retry_inside_tx, TXM_EMISUSE, "txm_retry", "already open"},

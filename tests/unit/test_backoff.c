@@ -1,4 +1,5 @@
-/* Full-jitter exponential backoff (core/retry.c): bounds, overflow, determinism, spread. */
+/* Capped exponential backoff (core/retry.c), full jitter and none: bounds, overflow, determinism,
+ * spread. */
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
 
@@ -108,4 +109,43 @@ Test(backoff, zero_base_or_cap_means_no_delay)
     uint64_t st = 5;
     cr_expect(eq(u64, txm__backoff_us(3, 0, 1000, &st), (uint64_t)0));
     cr_expect(eq(u64, txm__backoff_us(3, 1000, 0, &st), (uint64_t)0));
+}
+
+/* TXM_RETRY_JITTER_NONE sleeps exactly the capped exponential bound: 2, 4, 8 ... ms, then the cap. */
+Test(backoff, no_jitter_is_the_capped_exponential_bound)
+{
+    txm_retry_policy p = TXM_RETRY_POLICY_INIT;
+    uint64_t st = 11, before;
+    static const uint64_t expect[] = {2000, 4000, 8000, 16000, 32000, 64000, 128000, 200000, 200000};
+    unsigned attempt;
+    p.jitter = TXM_RETRY_JITTER_NONE;
+    before = st;
+    for (attempt = 1; attempt <= 9; attempt++)
+        cr_assert(eq(u64, txm__retry_delay_us(&p, attempt, &st), expect[attempt - 1]), "attempt %u", attempt);
+    cr_expect(eq(u64, st, before), "no jitter draws no random numbers");
+    for (attempt = 1; attempt <= 70; attempt++)
+        cr_assert(eq(u64, txm__retry_delay_us(&p, attempt, &st), bound_of(attempt, 2000, 200000)));
+    p.base_delay_us = UINT_MAX;
+    p.max_delay_us = UINT_MAX;
+    cr_expect(eq(u64, txm__retry_delay_us(&p, UINT_MAX, &st), (uint64_t)UINT_MAX));
+    p.base_delay_us = 0; /* no backoff, with either jitter */
+    cr_expect(eq(u64, txm__retry_delay_us(&p, 5, &st), (uint64_t)0));
+    p.jitter = TXM_RETRY_JITTER_FULL;
+    cr_expect(eq(u64, txm__retry_delay_us(&p, 5, &st), (uint64_t)0));
+}
+
+/* The default policy's delay is full jitter: within the bound, and spread over it. */
+Test(backoff, default_policy_delay_is_full_jitter)
+{
+    const txm_retry_policy p = TXM_RETRY_POLICY_INIT;
+    uint64_t st = 3, min = UINT64_MAX, max = 0;
+    unsigned k;
+    for (k = 0; k < 2000; k++) {
+        uint64_t d = txm__retry_delay_us(&p, 3, &st); /* bound 8000 */
+        cr_assert(le(u64, d, (uint64_t)8000));
+        min = d < min ? d : min;
+        max = d > max ? d : max;
+    }
+    cr_expect(lt(u64, min, (uint64_t)800));
+    cr_expect(gt(u64, max, (uint64_t)7200));
 }

@@ -65,6 +65,8 @@ Test(options, retry_policy)
     cr_expect(p.before_retry == def.before_retry);
     cr_expect(eq(ptr, p.payload, def.payload));
     cr_expect(eq(u64, p.seed, def.seed));
+    cr_expect(eq(u32, p.jitter, def.jitter));
+    cr_expect(eq(u32, p.jitter, TXM_RETRY_JITTER_FULL), "full jitter stays the default");
     cr_expect(ge(u32, p.max_attempts, 1u));
     /* The documented defaults (include/txm.h, docs/semantics.md "Sizing the retry policy"). */
     cr_expect(eq(u32, p.max_attempts, 30u));
@@ -119,4 +121,27 @@ Test(options, open_rejects_too_many_autocommit_retries)
     txm_close(c);
     o.version = 3;
     cr_expect(eq(int, txm_open(&c, "sqlite::memory:", &o), TXM_EINVALID));
+}
+
+/* A caller compiled against version 1 of txm_retry_policy has no `jitter`: init(…, 1) fills
+ * only the fields up to `seed`. */
+Test(options, retry_policy_version_1_writes_only_its_fields)
+{
+    union {
+        txm_retry_policy p;
+        unsigned char bytes[sizeof(txm_retry_policy) + 8];
+    } u;
+    size_t v1 = offsetof(txm_retry_policy, jitter);
+    memset(&u, 0xAB, sizeof u);
+    cr_assert(eq(int, txm_retry_policy_init(&u.p, 1), 0), "%s", txm_error_last()->message);
+    cr_expect(eq(u32, u.p.version, 1u));
+    cr_expect(eq(u32, u.p.max_attempts, 30u));
+    cr_expect(eq(u64, u.p.seed, (uint64_t)0));
+    for (size_t i = v1; i < sizeof u.bytes; i++)
+        cr_assert(eq(u8, u.bytes[i], 0xAB),
+                  "txm_retry_policy_init(…, 1) wrote byte %zu (a version-1 struct has %zu)", i, v1);
+    cr_assert(eq(int, txm_retry_policy_init(&u.p, TXM_RETRY_POLICY_VERSION), 0));
+    cr_expect(eq(u32, u.p.version, 2u));
+    cr_expect(eq(u32, u.p.jitter, TXM_RETRY_JITTER_FULL));
+    cr_expect(eq(int, txm_retry_policy_init(&u.p, TXM_RETRY_POLICY_VERSION + 1), TXM_EINVALID));
 }
