@@ -2,8 +2,9 @@
  * PostgreSQL driver (libpq). See docs/driver-postgresql.md for URLs, types, the error table,
  * advisory lock keys and how commit outcomes are resolved.
  *
- * Flights. run() sends every op with PQsendQueryParams in libpq pipeline mode (unnamed
- * statements: it works through pgbouncer in transaction pooling mode), ends the batch with ONE
+ * Flights. run() sends every op in libpq pipeline mode (unnamed with PQsendQueryParams, or
+ * through the prepared-statement cache: see pg_stmt; off behind a pooler that does not track
+ * named statements, URL txm_statement_cache=off), ends the batch with ONE
  * PQpipelineSync and then reads the results: one network round trip per run, however many
  * control statements (BEGIN, SAVEPOINT, RELEASE, COMMIT) and statements travel together. The one
  * exception: a statement whose rows are buffered ends its flight when ops follow it (see pg_run).
@@ -25,12 +26,14 @@
 #include <libpq-fe.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 extern TXM_INTERNAL const txm_driver txm__driver_pg;
 
@@ -120,14 +123,60 @@ typedef enum pg_role {
     Q_MAIN, /* the statement that is the op */
     Q_XID,  /* pg_current_xact_id_if_assigned() in front of COMMIT */
     Q_AUX,   /* lock_timeout save/set/restore around an advisory lock; SET LOCAL timeouts after BEGIN */
-    Q_COLUMN /* catalog lookup of a constraint's column after the transaction's end (colpending[aux]) */
+    Q_COLUMN, /* catalog lookup of a constraint's column after the transaction's end (colpending[aux]) */
+    Q_DEALLOC /* DEALLOCATE of an evicted or invalidated cached statement (stmt), in a sync of its own */
 } pg_role;
 
 typedef struct pg_query {
     size_t op;
     pg_role role;
-    unsigned aux; /* Q_COLUMN: index into colpending */
+    unsigned aux;  /* Q_COLUMN: index into colpending */
+    uint32_t stmt; /* the cached statement it prepares, executes or deallocates (0: none) */
+    bool prepare;  /* the Parse that prepares `stmt` (its result says whether the name exists) */
 } pg_query;
+
+/* ---- prepared-statement cache ----------------------------------------------------------------
+ * A statement executed PG_PREPARE_AT times on a connection is prepared under a name of its own
+ * (Parse in the same flight as its execution: no extra round trip) and later executions send
+ * only Bind/Execute: the server skips parsing and planning. The control statements (BEGIN,
+ * SAVEPOINT, RELEASE, ROLLBACK TO, COMMIT, ROLLBACK) and the transaction-id query in front of
+ * COMMIT go through the same cache. Keyed by the full text as sent and the parameter types
+ * (a prepared statement's parameter types are fixed): a changed text can never hit a stale
+ * entry. Per connection, bounded (URL txm_statement_cache=N, default PG_STMT_CACHE_DEFAULT),
+ * least recently used entry replaced. The server's copy of a replaced or invalidated statement
+ * is DEALLOCATEd later, in a sync segment of its own at the front of a flight that starts
+ * outside a transaction (never inside one: a failed DEALLOCATE there would abort it), so it
+ * costs no round trip and cannot touch the application's work. A cached statement that fails
+ * with 0A000 (cached plan must not change result type: the schema changed under it) or 26000
+ * (its name is gone: DEALLOCATE/DISCARD by the application) is dropped; run alone outside a
+ * transaction it is re-run once unnamed, inside one the error is reported (the transaction is
+ * aborted, as any failed statement aborts it) and the next execution prepares it afresh.
+ * Nothing is prepared in an aborted transaction (the server refuses the Parse). A reconnect
+ * empties the cache (a new session has no statements). An allocation failure only means the
+ * statement runs unnamed, as with the cache off. Off (txm_statement_cache=off) behind a
+ * transaction pooler that does not track named statements (PgBouncer before 1.21). */
+#define PG_STMT_CACHE_DEFAULT 128
+#define PG_STMT_CACHE_MAX 4096
+#define PG_PREPARE_AT 2
+
+typedef enum pg_prep {
+    PREP_NONE = 0, /* not on the server */
+    PREP_SENT,     /* its Parse is in the current flight */
+    PREP_READY     /* prepared on the server */
+} pg_prep;
+
+typedef struct pg_stmt {
+    uint64_t hash;
+    char *sql;   /* txm__malloc'd: the text, NUL, then ntypes Oids (aligned) */
+    size_t len;
+    const Oid *types;
+    int ntypes;
+    unsigned uses;
+    uint32_t id; /* the name's number (0 until first prepared) */
+    char name[40]; /* stmt_prefix + id, formatted once (snprintf per execution showed in profiles) */
+    pg_prep state;
+    uint64_t tick; /* last use, for LRU */
+} pg_stmt;
 
 /* ---- constraint columns ----------------------------------------------------------------------
  * PostgreSQL names the constraint, table and schema of a violation (PG_DIAG_*), but the column
@@ -228,6 +277,17 @@ typedef struct pg_conn {
     size_t ncolflight;
     const char *col_sql;                 /* COL_SQL; tests replace it (txm__pg_col_sql_for_tests) */
 
+    /* Prepared-statement cache (see pg_stmt). */
+    size_t stmt_cap;      /* 0 = off */
+    pg_stmt *stmts;       /* stmt_cap entries, allocated at first use */
+    size_t nstmts;
+    uint64_t stmt_tick;
+    uint32_t stmt_next_id;
+    char stmt_prefix[24]; /* "txm_<hex>_": names of this connection */
+    uint32_t *dealloc;    /* names to DEALLOCATE (stmt_cap slots) */
+    size_t ndealloc;
+    bool stmt_retrying;   /* pg_run is re-running a statement whose cached plan went stale */
+
     /* Commit outcome. */
     bool outcome_pending; /* the last COMMIT ended with TXM_ECOMMIT_UNKNOWN */
     pg_xid_state xid_state;
@@ -245,6 +305,7 @@ typedef struct pg_fail {
     bool fatal;       /* severity FATAL/PANIC: the server closes the connection */
     size_t op;
     pg_role role;     /* which of the op's queries failed (Q_XID: the one before COMMIT) */
+    bool stale;       /* a cached statement failed because its server copy is stale or gone */
     int code;
     unsigned flags;
     char sqlstate[6];
@@ -258,7 +319,7 @@ typedef struct pg_fail {
 
 static void fail_init(pg_fail *f)
 {
-    f->set = f->from_server = f->fatal = false;
+    f->set = f->from_server = f->fatal = f->stale = false;
     f->op = 0;
     f->role = Q_MAIN;
     f->code = TXM_ERROR;
@@ -284,6 +345,7 @@ static int fail_report(const pg_fail *f)
 /* ---- constraint columns (see COL_SQL) ---- */
 
 static void scrub(const pg_conn *pc, char *dst, size_t size, const char *src);
+static void stmt_clear(pg_conn *pc);
 
 /* Whether f is a constraint violation the catalog can complete: the server named the constraint,
  * its table and schema (names that fit an identifier), and no column. */
@@ -577,6 +639,8 @@ static int pg_setup(pg_conn *pc)
     pc->ncolpending = 0;
     pc->ncolflight = 0;
     pc->col_sql = txm__pg_col_sql_for_tests ? txm__pg_col_sql_for_tests : COL_SQL;
+    /* A new session has none of the old one's prepared statements. */
+    stmt_clear(pc);
     return 0;
 }
 
@@ -610,11 +674,59 @@ static char *strip_txm_params(const char *full)
     return out;
 }
 
+/* txm_statement_cache: on (the default size), off, or a number of statements (0 = off). */
+static bool stmt_cache_size(const char *v, size_t *cap)
+{
+    size_t n = 0, i;
+    if (strcmp(v, "on") == 0 || strcmp(v, "1") == 0) {
+        /* "1" reads as a boolean, like txm_resolve_outcome=1; a one-entry cache is no use. */
+        *cap = PG_STMT_CACHE_DEFAULT;
+        return true;
+    }
+    if (strcmp(v, "off") == 0) {
+        *cap = 0;
+        return true;
+    }
+    if (!v[0] || strlen(v) > 5)
+        return false;
+    for (i = 0; v[i]; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        n = n * 10 + (size_t)(v[i] - '0');
+    }
+    if (n > PG_STMT_CACHE_MAX)
+        return false;
+    *cap = n;
+    return true;
+}
+
+/* The prefix of this connection's statement names: distinct per connection and process, so that
+ * a pooler that hands this client another client's server session (the cache must be off there,
+ * see docs/driver-postgresql.md) makes a cached name fail as unknown rather than run another
+ * client's statement. */
+static void stmt_prefix_init(pg_conn *pc)
+{
+    static _Atomic uint32_t serial;
+    uint64_t h = 0xcbf29ce484222325u, parts[4];
+    size_t i;
+    parts[0] = (uint64_t)getpid();
+    parts[1] = txm__now_us();
+    parts[2] = (uint64_t)(uintptr_t)pc;
+    parts[3] = (uint64_t)++serial;
+    for (i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        h ^= parts[i];
+        h *= 0x100000001b3u;
+        h ^= h >> 29;
+    }
+    snprintf(pc->stmt_prefix, sizeof pc->stmt_prefix, "txm_%08" PRIx32 "_", (uint32_t)(h ^ (h >> 32)));
+}
+
 /* txm's own URL parameters (txm_*); libpq never sees them. */
 static int read_txm_params(pg_conn *pc, const txm_url *url)
 {
     size_t i;
     pc->track_outcome = true;
+    pc->stmt_cap = PG_STMT_CACHE_DEFAULT;
     for (i = 0; i < url->nparams; i++) {
         const char *k = url->params[i].key, *v = url->params[i].value;
         if (strncmp(k, "txm_", 4) != 0)
@@ -623,10 +735,16 @@ static int read_txm_params(pg_conn *pc, const txm_url *url)
             pc->track_outcome = true;
         } else if (strcmp(k, "txm_resolve_outcome") == 0 && (strcmp(v, "off") == 0 || strcmp(v, "0") == 0)) {
             pc->track_outcome = false;
+        } else if (strcmp(k, "txm_statement_cache") == 0) {
+            if (!stmt_cache_size(v, &pc->stmt_cap))
+                return txm_driver_error(TXM_EINVALID, NULL,
+                                        "%s: bad value txm_statement_cache=%s (expected on, off, or a number of "
+                                        "statements from 0 to %d)",
+                                        pc->redacted, v, PG_STMT_CACHE_MAX);
         } else {
             return txm_driver_error(TXM_EINVALID, NULL,
                                     "%s: unknown URL parameter %s=%s (the PostgreSQL driver knows "
-                                    "txm_resolve_outcome=on|off)",
+                                    "txm_resolve_outcome=on|off and txm_statement_cache=on|off|N)",
                                     pc->redacted, k, v);
         }
     }
@@ -647,6 +765,7 @@ static int pg_open(txm_driver_conn *dc, const txm_url *url)
         return txm_driver_error(TXM_ENOMEM, NULL, "out of memory opening a PostgreSQL connection");
     if ((rc = read_txm_params(pc, url)))
         return rc;
+    stmt_prefix_init(pc);
     pc->conn = pg_connect(pc);
     if (!pc->conn || PQstatus(pc->conn) != CONNECTION_OK)
         return connect_error(pc, pc->conn, "connect to");
@@ -679,6 +798,9 @@ static void pg_close(txm_driver_conn *dc)
     txm__free(pc->cells);
     txm__free(pc->ctypes);
     txm__free(pc->blob);
+    stmt_clear(pc);
+    txm__free(pc->stmts);
+    txm__free(pc->dealloc);
 }
 
 static int pg_reconnect(txm_driver_conn *dc)
@@ -817,16 +939,25 @@ static void local_fail(pg_fail *f, size_t op, int code, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Queues one statement. On failure fills *lf (PQsendQueryParams fails only on a broken
- * connection or when libpq is out of memory). */
-static int queue(pg_conn *pc, size_t *nq, size_t op, pg_role role, const char *sql, int nparams, const Oid *types,
-                 const char *const *values, const int *lengths, const int *formats, pg_fail *lf)
+/* Queues one query: an unnamed statement (name NULL), the Parse that prepares `name` (prepare),
+ * or the execution of the prepared `name`. On failure fills *lf (libpq's send functions fail
+ * only on a broken connection or when libpq is out of memory). */
+static int queue_q(pg_conn *pc, size_t *nq, size_t op, pg_role role, const char *name, uint32_t stmt, bool prepare,
+                   const char *sql, int nparams, const Oid *types, const char *const *values, const int *lengths,
+                   const int *formats, pg_fail *lf)
 {
+    int ok;
     if (grow((void **)&pc->q, &pc->qcap, *nq + 1, sizeof(pg_query))) {
         local_fail(lf, op, TXM_ENOMEM, "out of memory queueing a PostgreSQL statement");
         return TXM_ENOMEM;
     }
-    if (!PQsendQueryParams(pc->conn, sql, nparams, types, values, lengths, formats, 0)) {
+    if (prepare)
+        ok = PQsendPrepare(pc->conn, name, sql, nparams, types);
+    else if (name)
+        ok = PQsendQueryPrepared(pc->conn, name, nparams, values, lengths, formats, 0);
+    else
+        ok = PQsendQueryParams(pc->conn, sql, nparams, types, values, lengths, formats, 0);
+    if (!ok) {
         char buf[TXM_ERR_MSG_MAX];
         bool bad = PQstatus(pc->conn) == CONNECTION_BAD;
         scrub(pc, buf, sizeof buf, PQerrorMessage(pc->conn));
@@ -838,13 +969,266 @@ static int queue(pg_conn *pc, size_t *nq, size_t op, pg_role role, const char *s
     }
     pc->q[*nq].op = op;
     pc->q[*nq].role = role;
+    pc->q[*nq].aux = 0;
+    pc->q[*nq].stmt = stmt;
+    pc->q[*nq].prepare = prepare;
     (*nq)++;
     return 0;
+}
+
+static int queue(pg_conn *pc, size_t *nq, size_t op, pg_role role, const char *sql, int nparams, const Oid *types,
+                 const char *const *values, const int *lengths, const int *formats, pg_fail *lf)
+{
+    return queue_q(pc, nq, op, role, NULL, 0, false, sql, nparams, types, values, lengths, formats, lf);
 }
 
 static int queue_sql(pg_conn *pc, size_t *nq, size_t op, pg_role role, const char *sql, pg_fail *lf)
 {
     return queue(pc, nq, op, role, sql, 0, NULL, NULL, NULL, NULL, lf);
+}
+
+/* ---- the prepared-statement cache (see pg_stmt) ---- */
+
+static void fail_from_result(pg_conn *pc, pg_fail *f, size_t op, pg_role role, const txm_op *o,
+                             const PGresult *res);
+
+#define PG_STMT_MAX_LEN 65536 /* longer texts (generated bulk statements) run unnamed */
+
+/* 8 bytes per step (a per-byte FNV loop was most of a lookup's cost in profiles); equal keys are
+ * confirmed by comparing the whole text and types, so the hash only has to spread. */
+static uint64_t stmt_hash(const char *sql, size_t len, const Oid *types, int n)
+{
+    uint64_t h = 0x9e3779b97f4a7c15u ^ len, w;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&w, sql + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdu;
+        h ^= h >> 32;
+    }
+    if (i < len) {
+        w = 0;
+        memcpy(&w, sql + i, len - i);
+        h = (h ^ w) * 0xff51afd7ed558ccdu;
+        h ^= h >> 32;
+    }
+    for (i = 0; i < (size_t)n; i++) {
+        h = (h ^ (uint64_t)types[i]) * 0xc4ceb9fe1a85ec53u;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+static void stmt_name(const pg_conn *pc, uint32_t id, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s%" PRIu32, pc->stmt_prefix, id);
+}
+
+static pg_stmt *stmt_by_id(pg_conn *pc, uint32_t id)
+{
+    size_t i;
+    for (i = 0; id && i < pc->nstmts; i++)
+        if (pc->stmts[i].id == id)
+            return &pc->stmts[i];
+    return NULL;
+}
+
+/* Forgets s; its server copy (if any) is DEALLOCATEd later when `dealloc` and there is room. */
+static void stmt_remove(pg_conn *pc, pg_stmt *s, bool dealloc)
+{
+    if (dealloc && s->state != PREP_NONE && pc->ndealloc < pc->stmt_cap)
+        pc->dealloc[pc->ndealloc++] = s->id;
+    txm__free(s->sql);
+    *s = pc->stmts[--pc->nstmts];
+}
+
+/* Forgets every entry and every pending DEALLOCATE: the session has none of them any more
+ * (a new session, DISCARD ALL, DEALLOCATE ALL). */
+static void stmt_clear(pg_conn *pc)
+{
+    size_t i;
+    for (i = 0; i < pc->nstmts; i++)
+        txm__free(pc->stmts[i].sql);
+    pc->nstmts = 0;
+    pc->ndealloc = 0;
+}
+
+static void dealloc_done(pg_conn *pc, uint32_t id)
+{
+    size_t i;
+    for (i = 0; i < pc->ndealloc; i++) {
+        if (pc->dealloc[i] == id) {
+            pc->dealloc[i] = pc->dealloc[--pc->ndealloc];
+            return;
+        }
+    }
+}
+
+/* The entry for (sql, types), created if new (the least recently used one makes room). NULL when
+ * the statement is not to be cached: too long, no memory, or no room to remember the DEALLOCATE
+ * of the entry it would replace. */
+static pg_stmt *stmt_get(pg_conn *pc, const char *sql, int n, const Oid *types)
+{
+    size_t len = strlen(sql), i, off, size;
+    uint64_t h;
+    pg_stmt *s;
+    char *mem;
+    if (len > PG_STMT_MAX_LEN)
+        return NULL;
+    if (!pc->stmts) {
+        pc->stmts = txm__calloc(pc->stmt_cap, sizeof *pc->stmts);
+        pc->dealloc = txm__calloc(pc->stmt_cap, sizeof *pc->dealloc);
+        if (!pc->stmts || !pc->dealloc) {
+            txm__free(pc->stmts);
+            txm__free(pc->dealloc);
+            pc->stmts = NULL;
+            pc->dealloc = NULL;
+            return NULL;
+        }
+    }
+    h = stmt_hash(sql, len, types, n);
+    for (i = 0; i < pc->nstmts; i++) {
+        s = &pc->stmts[i];
+        if (s->hash == h && s->len == len && s->ntypes == n && memcmp(s->sql, sql, len) == 0 &&
+            (n == 0 || memcmp(s->types, types, (size_t)n * sizeof(Oid)) == 0)) {
+            s->tick = ++pc->stmt_tick;
+            return s;
+        }
+    }
+    if (pc->nstmts == pc->stmt_cap) {
+        pg_stmt *victim = &pc->stmts[0];
+        for (i = 1; i < pc->nstmts; i++)
+            if (pc->stmts[i].tick < victim->tick)
+                victim = &pc->stmts[i];
+        if (victim->state != PREP_NONE && pc->ndealloc == pc->stmt_cap)
+            return NULL;
+        stmt_remove(pc, victim, true);
+    }
+    off = (len + 1 + sizeof(Oid) - 1) / sizeof(Oid) * sizeof(Oid);
+    size = off + (size_t)n * sizeof(Oid);
+    if (!(mem = txm__malloc(size)))
+        return NULL;
+    memcpy(mem, sql, len + 1);
+    if (n)
+        memcpy(mem + off, types, (size_t)n * sizeof(Oid));
+    s = &pc->stmts[pc->nstmts++];
+    memset(s, 0, sizeof *s);
+    s->hash = h;
+    s->sql = mem;
+    s->len = len;
+    s->types = (const Oid *)(void *)(mem + off);
+    s->ntypes = n;
+    s->tick = ++pc->stmt_tick;
+    return s;
+}
+
+/* Queues a statement through the cache: unnamed until its PG_PREPARE_AT-th execution, then a
+ * Parse under its name in the same flight, then Bind/Execute of the name. In an aborted
+ * transaction nothing is prepared (the server refuses a Parse there). */
+static int send_cached(pg_conn *pc, size_t *nq, size_t idx, pg_role role, const char *sql, int n, const Oid *types,
+                       const char *const *values, const int *lengths, const int *formats, bool in_failed,
+                       pg_fail *lf)
+{
+    pg_stmt *s = pc->stmt_cap ? stmt_get(pc, sql, n, types) : NULL;
+    int rc;
+    if (!s)
+        return queue(pc, nq, idx, role, sql, n, types, values, lengths, formats, lf);
+    if (s->uses < UINT_MAX)
+        s->uses++;
+    if (s->state == PREP_NONE && (s->uses < PG_PREPARE_AT || in_failed))
+        return queue(pc, nq, idx, role, sql, n, types, values, lengths, formats, lf);
+    if (s->state == PREP_NONE) {
+        if (!s->id) {
+            if (++pc->stmt_next_id == 0)
+                ++pc->stmt_next_id;
+            s->id = pc->stmt_next_id;
+            stmt_name(pc, s->id, s->name, sizeof s->name);
+        }
+        if ((rc = queue_q(pc, nq, idx, role, s->name, s->id, true, s->sql, n, s->types, NULL, NULL, NULL, lf)))
+            return rc;
+        s->state = PREP_SENT;
+    }
+    return queue_q(pc, nq, idx, role, s->name, s->id, false, NULL, n, NULL, values, lengths, formats, lf);
+}
+
+/* A control statement (no parameters) through the cache. */
+static int queue_ctl(pg_conn *pc, size_t *nq, size_t idx, pg_role role, const char *sql, bool in_failed, pg_fail *lf)
+{
+    return send_cached(pc, nq, idx, role, sql, 0, NULL, NULL, NULL, NULL, in_failed, lf);
+}
+
+/* The pending DEALLOCATEs, in a sync segment of their own in front of the flight (the server is
+ * outside a transaction): one that fails (the name is already gone) fails nothing else. Returns
+ * whether the segment was sent. Nothing is reported: a query that cannot be sent stays pending,
+ * and a broken connection fails the ops that follow. */
+static bool queue_deallocs(pg_conn *pc, size_t *nq)
+{
+    size_t i, q0 = *nq;
+    pg_fail scratch;
+    fail_init(&scratch);
+    for (i = 0; i < pc->ndealloc; i++) {
+        char sql[64], name[48];
+        stmt_name(pc, pc->dealloc[i], name, sizeof name);
+        snprintf(sql, sizeof sql, "DEALLOCATE %s", name);
+        if (queue_q(pc, nq, 0, Q_DEALLOC, NULL, pc->dealloc[i], false, sql, 0, NULL, NULL, NULL, NULL, &scratch))
+            break;
+    }
+    return *nq > q0 && PQpipelineSync(pc->conn);
+}
+
+/* The result of a Parse that prepared a cached statement. Failures are the op's (the Bind that
+ * follows is skipped by the server). */
+static void prepare_result(pg_conn *pc, txm_op *ops, const pg_query *q, const PGresult *res, pg_fail *f)
+{
+    pg_stmt *s = stmt_by_id(pc, q->stmt);
+    switch (PQresultStatus(res)) {
+    case PGRES_COMMAND_OK:
+        if (s && s->state == PREP_SENT)
+            s->state = PREP_READY;
+        return;
+    case PGRES_FATAL_ERROR:
+        if (s)
+            stmt_remove(pc, s, false); /* the server refused it: no name to deallocate */
+        if (!f->set)
+            fail_from_result(pc, f, q->op, q->role, &ops[q->op], res);
+        return;
+    default:
+        if (s && s->state == PREP_SENT)
+            s->state = PREP_NONE; /* skipped after an earlier failure: never prepared */
+        local_fail(f, q->op, TXM_ERROR, "statement skipped by the server after an earlier failure in its batch");
+        return;
+    }
+}
+
+/* A cached statement's execution failed: when the server's copy is stale (0A000, "cached plan
+ * must not change result type") or gone (26000), the entry is dropped (a stale one is
+ * DEALLOCATEd later) so that the next execution prepares the current text afresh. */
+static void stmt_failed(pg_conn *pc, const pg_query *q, const PGresult *res, pg_fail *f)
+{
+    const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    pg_stmt *s;
+    bool stale = st && strcmp(st, "0A000") == 0, gone = st && strcmp(st, "26000") == 0;
+    if (!stale && !gone)
+        return;
+    if (f->set && f->op == q->op && f->role == q->role)
+        f->stale = true;
+    if ((s = stmt_by_id(pc, q->stmt)) == NULL)
+        return;
+    if (gone && s->state == PREP_READY) {
+        /* A statement this session prepared has vanished, and the application ran no DISCARD ALL
+         * or DEALLOCATE ALL: a transaction pooler that does not track named statements lent
+         * this client another server session (or the application deallocated txm's name). Named
+         * statements cannot be trusted on this connection: the cache goes off for good. */
+        stmt_clear(pc);
+        pc->stmt_cap = 0;
+        txm_driver_log(&pc->base, TXM_LOG_WARN,
+                       "%s: a statement txm prepared on this connection is gone from the server (26000); this "
+                       "happens behind a transaction pooler that does not track prepared statements (PgBouncer "
+                       "before 1.21, or without max_prepared_statements): the statement cache is now off for "
+                       "this connection; put txm_statement_cache=off in the URL",
+                       pc->redacted);
+        return;
+    }
+    stmt_remove(pc, s, stale);
 }
 
 static void put_be64(char *dst, uint64_t v)
@@ -859,7 +1243,7 @@ static void put_be64(char *dst, uint64_t v)
 /* Parameters: integers as int8 and reals as float8, both in binary (no text round trip, no
  * locale); text as type "unknown" in text format so the server infers the type from context;
  * blobs as bytea in binary; NULL as a NULL pointer. */
-static int send_statement(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, pg_fail *lf)
+static int send_statement(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, bool in_failed, pg_fail *lf)
 {
     size_t i, need = 0, off = 0, n = op->nparams;
     if (n > PG_MAX_PARAMS) {
@@ -936,7 +1320,8 @@ static int send_statement(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op,
             break;
         }
     }
-    return queue(pc, nq, idx, Q_MAIN, op->sql, (int)n, pc->ptypes, pc->pvalues, pc->plengths, pc->pformats, lf);
+    return send_cached(pc, nq, idx, Q_MAIN, op->sql, (int)n, pc->ptypes, pc->pvalues, pc->plengths, pc->pformats,
+                       in_failed, lf);
 }
 
 /* Advisory lock keys. "A:B" with two decimal int32 -> the two-key form (int4, int4); a decimal
@@ -1076,7 +1461,7 @@ static const char *xid_sql(const pg_conn *pc)
                                         : "SELECT txid_current_if_assigned()";
 }
 
-static int send_op(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, bool in_failed_tx, pg_fail *lf)
+static int send_op(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, bool in_failed, pg_fail *lf)
 {
     char sql[160], name[32];
     switch (op->kind) {
@@ -1086,7 +1471,7 @@ static int send_op(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, bool i
         pc->subxact_warned = false;
         pc->tx_read_only = op->tx && (op->tx->flags & TXM_TX_READ_ONLY);
         {
-            int rc = queue_sql(pc, nq, idx, Q_MAIN, begin_sql(op->tx, sql, sizeof sql), lf);
+            int rc = queue_ctl(pc, nq, idx, Q_MAIN, begin_sql(op->tx, sql, sizeof sql), in_failed, lf);
             return rc ? rc : queue_timeouts(pc, nq, idx, op->tx, lf);
         }
     case TXM_OP_SAVEPOINT:
@@ -1099,13 +1484,13 @@ static int send_op(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, bool i
                            "sharply past that; restructure the nesting or commit in smaller transactions",
                            PG_SUBXACT_WARN);
         }
-        return queue_sql(pc, nq, idx, Q_MAIN, sql, lf);
+        return queue_ctl(pc, nq, idx, Q_MAIN, sql, in_failed, lf);
     case TXM_OP_RELEASE:
         snprintf(sql, sizeof sql, "RELEASE SAVEPOINT %s", txm_savepoint_name(name, sizeof name, op->level));
-        return queue_sql(pc, nq, idx, Q_MAIN, sql, lf);
+        return queue_ctl(pc, nq, idx, Q_MAIN, sql, in_failed, lf);
     case TXM_OP_ROLLBACK_TO:
         snprintf(sql, sizeof sql, "ROLLBACK TO SAVEPOINT %s", txm_savepoint_name(name, sizeof name, op->level));
-        return queue_sql(pc, nq, idx, Q_MAIN, sql, lf);
+        return queue_ctl(pc, nq, idx, Q_MAIN, sql, in_failed, lf);
     case TXM_OP_COMMIT: {
         int rc;
         pc->outcome_pending = false;
@@ -1119,17 +1504,17 @@ static int send_op(pg_conn *pc, size_t *nq, size_t idx, const txm_op *op, bool i
             pc->xid_state = XID_NONE;
         } else if (pc->tx_read_only) {
             pc->xid_state = XID_NULL;
-        } else if (!in_failed_tx) {
-            if ((rc = queue_sql(pc, nq, idx, Q_XID, xid_sql(pc), lf)))
+        } else if (!in_failed) {
+            if ((rc = queue_ctl(pc, nq, idx, Q_XID, xid_sql(pc), in_failed, lf)))
                 return rc;
             pc->xid_state = XID_PENDING;
         }
-        return queue_sql(pc, nq, idx, Q_MAIN, "COMMIT", lf);
+        return queue_ctl(pc, nq, idx, Q_MAIN, "COMMIT", in_failed, lf);
     }
     case TXM_OP_ROLLBACK:
-        return queue_sql(pc, nq, idx, Q_MAIN, "ROLLBACK", lf);
+        return queue_ctl(pc, nq, idx, Q_MAIN, "ROLLBACK", in_failed, lf);
     case TXM_OP_STATEMENT:
-        return send_statement(pc, nq, idx, op, lf);
+        return send_statement(pc, nq, idx, op, in_failed, lf);
     case TXM_OP_LOCK:
     case TXM_OP_UNLOCK:
         return send_lock(pc, nq, idx, op, lf);
@@ -1323,10 +1708,23 @@ static void handle(pg_conn *pc, txm_op *ops, const pg_query *q, const PGresult *
         col_result(pc, q->aux, res); /* after the transaction's end: never a failure of the run */
         return;
     }
+    if (q->role == Q_DEALLOC) {
+        /* Done, or refused (the name is gone): either way nothing is left to deallocate. Skipped
+         * or unanswered: it stays pending. Never a failure of the run. */
+        if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_FATAL_ERROR)
+            dealloc_done(pc, q->stmt);
+        return;
+    }
+    if (q->prepare) {
+        prepare_result(pc, ops, q, res, f);
+        return;
+    }
     switch (PQresultStatus(res)) {
     case PGRES_FATAL_ERROR:
         if (!f->set)
             fail_from_result(pc, f, q->op, q->role, op, res);
+        if (q->stmt)
+            stmt_failed(pc, q, res, f);
         return;
     case PGRES_PIPELINE_ABORTED:
         local_fail(f, q->op, TXM_ERROR, "statement skipped by the server after an earlier failure in its batch");
@@ -1350,6 +1748,7 @@ static void handle(pg_conn *pc, txm_op *ops, const pg_query *q, const PGresult *
     switch (q->role) {
     case Q_AUX:
     case Q_COLUMN:
+    case Q_DEALLOC:
         return;
     case Q_XID:
         if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0)) {
@@ -1381,6 +1780,8 @@ static void handle(pg_conn *pc, txm_op *ops, const pg_query *q, const PGresult *
             memset(pc->colcache, 0, sizeof pc->colcache);
             pc->colnext = 0;
         }
+        if (strcmp(tag, "DISCARD ALL") == 0 || strcmp(tag, "DEALLOCATE ALL") == 0)
+            stmt_clear(pc); /* the application dropped every prepared statement of the session */
         if (op->sink) {
             int rc = sink_rows(pc, op->sink, res);
             if (rc) {
@@ -1529,6 +1930,8 @@ static void col_queue_pending(pg_conn *pc, size_t *nq, size_t op)
         pc->q[*nq].op = op;
         pc->q[*nq].role = Q_COLUMN;
         pc->q[*nq].aux = (unsigned)pc->ncolflight++;
+        pc->q[*nq].stmt = 0;
+        pc->q[*nq].prepare = false;
         (*nq)++;
     }
     pc->ncolpending = 0;
@@ -1581,6 +1984,9 @@ static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *ou
     while (start < n && !f.set && !lf.set && !lost) {
         size_t q0 = nq;
         bool in_failed = (start == 0 ? before : PQtransactionStatus(conn)) == PQTRANS_INERROR;
+        unsigned syncs = 1;
+        if (start == 0 && before == PQTRANS_IDLE && pc->ndealloc && queue_deallocs(pc, &nq))
+            syncs++;
         for (i = start; i < n; i++) {
             if (ops[i].kind == TXM_OP_COMMIT && commit_op == SIZE_MAX)
                 commit_op = i;
@@ -1627,6 +2033,8 @@ static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *ou
                     nulls = 0;
                     if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
                         PQclear(res);
+                        if (--syncs)
+                            continue; /* the end of the DEALLOCATE segment */
                         break;
                     }
                     if (qi < nq) {
@@ -1681,7 +2089,8 @@ static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *ou
         /* The COMMIT's fate is unknown if it was sent and the server did not prove that it died
          * before executing it (see commit_not_run). */
         bool commit_sent = commit_op != SIZE_MAX && nq > 0 &&
-                           (pc->q[nq - 1].op > commit_op || (pc->q[nq - 1].op == commit_op && pc->q[nq - 1].role != Q_XID));
+                           (pc->q[nq - 1].op > commit_op || (pc->q[nq - 1].op == commit_op && pc->q[nq - 1].role != Q_XID &&
+                                                       !pc->q[nq - 1].prepare));
         bool commit_unknown = commit_sent && !commit_not_run(&f, commit_op);
         if (f.message[0]) {
             memcpy(why, f.message, sizeof why);
@@ -1707,6 +2116,22 @@ static int pg_run(txm_driver_conn *dc, txm_op *ops, size_t n, txm_run_result *ou
     }
     if (f.code == TXM_ECOMMIT_UNKNOWN)
         pc->outcome_pending = true;
+    if (f.stale && !lost && f.op == 0 && before == PQTRANS_IDLE && PQtransactionStatus(conn) == PQTRANS_IDLE &&
+        !pc->stmt_retrying) {
+        /* The run's first op failed at the Bind of a cached statement that was stale or gone
+         * (see stmt_failed), outside a transaction, and the server is still outside one: the
+         * server ran nothing of the run (the error comes at Bind, the rest of the flight was
+         * skipped, and the implicit transaction or the BEGIN died with it). The entry is gone
+         * (or the cache off): run it all once more. This is a lone statement after an ALTER
+         * TABLE, or the BEGIN of a transaction on the server session a pooler lent. */
+        unsigned rt = out->round_trips;
+        int rc;
+        pc->stmt_retrying = true;
+        rc = pg_run(dc, ops, n, out);
+        pc->stmt_retrying = false;
+        out->round_trips += rt;
+        return rc;
+    }
     if (!lost)
         col_fill(pc, &f, out);
     out->completed = fop;

@@ -209,6 +209,9 @@ pgb_url=$(bash scripts/pgbouncer-server.sh start "$tmp/pgbouncer" "$pg_url" | ta
     exit 1
 }
 case "$pgb_url" in postgresql://*) ;; *) echo "error: bad PgBouncer URL" >&2; exit 1 ;; esac
+# PgBouncer 1.18 does not track named prepared statements in transaction pooling: the driver's
+# statement cache is off through it (docs/driver-postgresql.md, "Behind PgBouncer").
+case "$pgb_url" in *\?*) pgb_url="$pgb_url&txm_statement_cache=off" ;; *) pgb_url="$pgb_url?txm_statement_cache=off" ;; esac
 export TXM_TEST_PGBOUNCER_URL=$pgb_url
 servers_ok=1
 phase_done "start servers"

@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,4 +206,89 @@ Test(pgbouncer, statement_timeout_fires_and_costs_no_round_trip, .timeout = 120)
     txm_rollback(t);
     OK(txm_exec(w, "SELECT pg_sleep(0.3)", NULL, 0, NULL)); /* the limit ended with the transaction */
     txm_close(w);
+}
+
+/* The statement cache left on behind PgBouncer 1.18 (it should be off there: the URL the suite
+ * gets carries txm_statement_cache=off; this test turns it back on). A name prepared in one
+ * transaction's server session is unknown in the next one's: the driver sees 26000 at the BEGIN
+ * of a transaction (nothing ran), turns the cache off for that connection and runs the flight
+ * again. Several connections in threads make the pooler swap server sessions; every transaction
+ * must commit and every count must be exact. How many connections noticed is printed. */
+#define CACHE_THREADS 4
+#define CACHE_TX 40
+static atomic_int cache_off_warnings;
+static void cache_log(txm_log_level level, const char *msg, void *p)
+{
+    (void)p;
+    if (level == TXM_LOG_WARN && strstr(msg, "txm_statement_cache=off"))
+        atomic_fetch_add(&cache_off_warnings, 1);
+}
+
+typedef struct cache_worker {
+    int id;
+    int rc;
+    char err[300];
+} cache_worker;
+
+static void *cache_work(void *p)
+{
+    cache_worker *w = p;
+    const char *u = getenv("TXM_TEST_PGBOUNCER_URL");
+    char url[1200];
+    txm_conn *c = NULL;
+    txm_open_options o;
+    int i;
+    txm_open_options_init(&o, TXM_OPEN_OPTIONS_VERSION);
+    o.log = cache_log;
+    o.log_level = TXM_LOG_WARN;
+    snprintf(url, sizeof url, "%s%ctxm_statement_cache=on", u, strchr(u, '?') ? '&' : '?');
+    if ((w->rc = txm_open(&c, url, &o)) != 0) {
+        snprintf(w->err, sizeof w->err, "open: %s", txm_error_last()->message);
+        return NULL;
+    }
+    for (i = 0; i < CACHE_TX && !w->rc; i++) {
+        txm_tx *t;
+        txm_value v[2] = {txm_int(w->id), txm_int(i)};
+        int64_t n = -1;
+        if ((w->rc = txm_begin(&t, c, NULL)) == 0) {
+            if ((w->rc = txm_exec(c, "INSERT INTO pgb_cache(w, i) VALUES (?, ?)", v, 2, NULL)) == 0)
+                w->rc = txm_commit(t);
+            else
+                txm_rollback(t);
+        }
+        if (!w->rc && (w->rc = txm_query_i64(c, &n, "SELECT count(*) FROM pgb_cache WHERE w = ?", v, 1)) == 0 &&
+            n != i + 1)
+            w->rc = -1;
+        if (w->rc)
+            snprintf(w->err, sizeof w->err, "transaction %d: %s (count %lld)", i, txm_error_last()->message,
+                     (long long)n);
+    }
+    txm_close(c);
+    return NULL;
+}
+
+Test(pgbouncer, statement_cache_left_on_turns_itself_off_and_nothing_fails, .timeout = 120)
+{
+    txm_conn *c;
+    pthread_t th[CACHE_THREADS];
+    cache_worker w[CACHE_THREADS];
+    int i;
+    NEED_BOUNCER();
+    c = open_bouncer();
+    OK(txm_exec(c, "DROP TABLE IF EXISTS pgb_cache", NULL, 0, NULL));
+    OK(txm_exec(c, "CREATE TABLE pgb_cache (w int NOT NULL, i int NOT NULL)", NULL, 0, NULL));
+    atomic_store(&cache_off_warnings, 0);
+    for (i = 0; i < CACHE_THREADS; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].id = i + 1;
+        cr_assert_eq(pthread_create(&th[i], NULL, cache_work, &w[i]), 0);
+    }
+    for (i = 0; i < CACHE_THREADS; i++)
+        pthread_join(th[i], NULL);
+    for (i = 0; i < CACHE_THREADS; i++)
+        cr_assert_eq(w[i].rc, 0, "worker %d: %s", i, w[i].err);
+    cr_assert_eq(q_i64(c, "SELECT count(*) FROM pgb_cache"), CACHE_THREADS * CACHE_TX);
+    fprintf(stderr, "[pgbouncer] statement cache left on: %d of %d connections saw a statement vanish and turned it off\n",
+            atomic_load(&cache_off_warnings), CACHE_THREADS);
+    txm_close(c);
 }
