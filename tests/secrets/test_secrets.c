@@ -45,7 +45,7 @@ static const char OTHER[] = "0therPw-Ch4nged";
 /* ---- spellings that must never appear ---------------------------------------------------- */
 
 #define MAX_FORBID 64
-static char forbidden[MAX_FORBID][200];
+static char forbidden[MAX_FORBID][256]; /* as wide as forbid()'s encodings: a truncated spelling would check less */
 static size_t nforbidden;
 static unsigned long texts_checked, errors_checked;
 
@@ -54,6 +54,7 @@ static void forbid_one(const char *s)
     size_t i;
     if (!*s || nforbidden == MAX_FORBID)
         return;
+    cr_assert(strlen(s) < sizeof forbidden[0], "forbidden spelling too long for the table: %zu bytes", strlen(s));
     for (i = 0; i < nforbidden; i++)
         if (strcmp(forbidden[i], s) == 0)
             return;
