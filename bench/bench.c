@@ -33,6 +33,7 @@ static const group groups[] = {
     {"deadlock", "retry policies side by side: 2/4/8 workers, deadlocks and SERIALIZABLE failures", bench_group_deadlock},
     {"contention", "retry policies: N SERIALIZABLE writers on one row, give-ups and attempts", bench_group_contention},
     {"ledger", "running-balance ledger: txm_billing_post vs naive designs and a bare UPDATE, N writers", bench_group_ledger},
+    {"depth", "cost per nesting level from depth 10 to 10,000, one INSERT per level, txm vs raw", bench_group_depth},
 };
 
 void bench_strlcpy(char *dst, const char *src, size_t size)

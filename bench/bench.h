@@ -176,6 +176,7 @@ int bench_group_overhead(const bench_opts *o, bench_engine *engines, size_t n);
 int bench_group_deadlock(const bench_opts *o, bench_engine *engines, size_t n);
 int bench_group_contention(const bench_opts *o, bench_engine *engines, size_t n);
 int bench_group_ledger(const bench_opts *o, bench_engine *engines, size_t n);
+int bench_group_depth(const bench_opts *o, bench_engine *engines, size_t n);
 
 /* Copies src (NULL = "") into dst, truncating; always NUL-terminates. */
 void bench_strlcpy(char *dst, const char *src, size_t size);

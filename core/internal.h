@@ -206,6 +206,8 @@ struct txm_tx {
     bool failed;
     bool baseline;         /* the test baseline level */
     unsigned long gen;     /* incremented at every txm_begin that reuses this object */
+    size_t owner;          /* index of the nearest savepoint owner at or below this level (itself
+                            * unless joined): fixed while the level is open, as are the levels below */
     txm_err_rec fail_err;  /* why it failed */
     txm_hook_list on_commit;
     txm_hook_list on_rollback;
@@ -226,6 +228,13 @@ struct txm_conn {
      * pending: releasing level k also releases every deeper savepoint, so a newer pending RELEASE
      * always supersedes an older one. */
     unsigned pending_release;
+    /* What scans of the level stack would compute, kept up to date so that every operation costs
+     * O(1) whatever the depth (tx.c; txm__levels_check compares them with the scans):
+     *   failed_at     depth (index + 1) of the outermost failed level, 0 when none is;
+     *   unsent        levels[0..unsent) need nothing sent: every savepoint owner among them has
+     *                 started (owners start in stack order, so the unstarted ones are above). */
+    size_t failed_at;
+    size_t unsent;
     txm_hook_list captured; /* baseline: on-commit hooks captured for txm_test_run_hooks */
     txm_stats stats;
     txm_op *ops;           /* reusable batch buffer */
@@ -254,6 +263,9 @@ TXM_INTERNAL int txm__leave(txm_conn *c, int rc);
 /* Runs fn(c) and restores the thread's error record and its cause afterwards. Not inlined: the two
  * 2.4 KB records it needs stay off the stack of its callers (txm_atomic bodies nest deeply). */
 TXM_INTERNAL __attribute__((noinline)) void txm__keeping_error(txm_conn *c, void (*fn)(txm_conn *c));
+/* Tests: recomputes by scanning the stack what tx.c keeps cached (failed_at, unsent, each
+ * level's owner) and compares. 0 when they agree, else -1 with a message in buf. */
+TXM_INTERNAL int txm__levels_check(const txm_conn *c, char *buf, size_t size);
 /* Rolls back every open level, the baseline included (txm_close). */
 TXM_INTERNAL void txm__tx_close_all(txm_conn *c);
 /* Runs application ops app[0..napp) (statements, locks) in ONE driver run, with the control ops

@@ -9,6 +9,9 @@
  * Committing a nested level only records that its RELEASE is due (c->pending_release); the
  * RELEASE travels with the next statement, or is dropped when COMMIT or a ROLLBACK TO an outer
  * savepoint makes it redundant.
+ * Depth. No operation scans the stack: what a scan would compute (the outermost failed level, the
+ * first level with a BEGIN/SAVEPOINT still to send, each level's savepoint owner) is kept up to
+ * date where levels open, fail, start and end, so a level costs the same at any depth.
  */
 #include "internal.h"
 
@@ -17,23 +20,62 @@
 
 static txm_tx *top(txm_conn *c) { return c->depth ? c->levels[c->depth - 1] : NULL; }
 
-/* Index of the nearest level at or below index i that owns a savepoint (levels[0] always does). */
-static size_t owner_index(const txm_conn *c, size_t i)
-{
-    while (i > 0 && !c->levels[i]->owns_sp)
-        i--;
-    return i;
-}
+/* Index of the nearest level at or below index i that owns a savepoint (levels[0] always does).
+ * Recorded in each level when it opens (begin_level): O(1) however many joined levels there are. */
+static size_t owner_index(const txm_conn *c, size_t i) { return c->levels[i]->owner; }
 
-/* The outermost failed level at or below index i, or NULL. */
+/* The outermost failed level at or below index i, or NULL. c->failed_at is kept up to date by
+ * mark_failed and pop: one comparison instead of a scan of the stack on every statement. */
 static txm_tx *failed_ancestor(const txm_conn *c, size_t i)
 {
-    size_t j;
-    for (j = 0; j <= i && j < c->depth; j++) {
-        if (c->levels[j]->failed)
-            return c->levels[j];
+    if (c->failed_at == 0 || c->failed_at - 1 > i)
+        return NULL;
+    return c->levels[c->failed_at - 1];
+}
+
+int txm__levels_check(const txm_conn *c, char *buf, size_t size)
+{
+    size_t i, failed_at = 0, unsent = 0, owner = 0;
+    bool settled = true;
+    for (i = 0; i < c->depth; i++) {
+        const txm_tx *t = c->levels[i];
+        if (i == 0 || t->owns_sp)
+            owner = i;
+        if (t->owner != owner) {
+            snprintf(buf, size, "level index %zu: cached owner %zu, the scan finds %zu", i, t->owner, owner);
+            return -1;
+        }
+        if (t->failed && !failed_at)
+            failed_at = i + 1;
+        if (settled && t->owns_sp && !t->started)
+            settled = false;
+        if (settled)
+            unsent = i + 1;
+        else if (t->owns_sp && t->started) {
+            snprintf(buf, size, "level index %zu started above an owner that has not (index %zu)", i, unsent);
+            return -1;
+        }
     }
-    return NULL;
+    if (c->failed_at != failed_at) {
+        snprintf(buf, size, "cached failed_at %zu, the scan finds %zu (depth %zu)", c->failed_at, failed_at, c->depth);
+        return -1;
+    }
+    /* The cache may lag behind joined levels pushed since the last run (the next run passes
+     * them), never run ahead, and never lag behind a started owner. */
+    if (c->unsent > unsent) {
+        snprintf(buf, size, "cached unsent %zu is past the first unstarted owner (%zu, depth %zu)", c->unsent, unsent,
+                 c->depth);
+        return -1;
+    }
+    for (i = c->unsent; i < unsent; i++) {
+        if (i == 0 || c->levels[i]->owns_sp) {
+            snprintf(buf, size, "cached unsent %zu lags behind a started owner (index %zu)", c->unsent, i);
+            return -1;
+        }
+    }
+    if (size)
+        buf[0] = '\0';
+    return 0;
 }
 
 /* User-visible outermost level: index 0, or 1 under a test baseline. */
@@ -50,6 +92,9 @@ static void mark_failed(txm_tx *t, const txm_error *err)
         return; /* keep the first cause */
     t->failed = true;
     txm__err_copy(&t->fail_err, err);
+    /* Only open levels are ever marked (t->depth is index + 1); an outer one takes precedence. */
+    if (t->conn->failed_at == 0 || t->depth < t->conn->failed_at)
+        t->conn->failed_at = t->depth;
 }
 
 /* Bytes of a txm_tx_options of `version` (0 for an unknown version): a caller compiled against an
@@ -318,6 +363,14 @@ static void rollback_server(txm_conn *c)
     txm__err_copy(txm__err_tls(), &saved.pub);
 }
 
+/* Moves c->unsent past the levels that need nothing sent any more (started owners, joined
+ * levels). Each level is passed once while it is open, so this is amortized O(1) per level. */
+static void advance_unsent(txm_conn *c)
+{
+    while (c->unsent < c->depth && (!c->levels[c->unsent]->owns_sp || c->levels[c->unsent]->started))
+        c->unsent++;
+}
+
 int txm__run_app_ops(txm_conn *c, txm_op *app, size_t napp, bool commit, size_t *failed)
 {
     size_t n = 0, i, completed = 0, first_level_op, app_idx;
@@ -349,7 +402,7 @@ int txm__run_app_ops(txm_conn *c, txm_op *app, size_t napp, bool commit, size_t 
     if (c->pending_release && c->server_in_tx)
         c->ops[n++] = ctl_op(TXM_OP_RELEASE, c->pending_release, NULL);
     first_level_op = n;
-    for (i = 0; i < c->depth; i++) {
+    for (i = c->unsent; i < c->depth; i++) { /* below c->unsent every owner has started */
         txm_tx *t = c->levels[i];
         if (!t->owns_sp || t->started)
             continue;
@@ -384,6 +437,7 @@ int txm__run_app_ops(txm_conn *c, txm_op *app, size_t napp, bool commit, size_t 
             c->levels[c->ops[i].level]->started = true; /* sp_level is the level's index */
         }
     }
+    advance_unsent(c);
     if (commit && rc == 0)
         c->server_in_tx = false; /* the COMMIT at the end of the run took effect */
 
@@ -493,6 +547,7 @@ static int begin_level(txm_tx **out, txm_conn *c, const txm_tx_options *opts)
     t->flags = opts->flags;
     t->opts = *opts;
     t->owns_sp = !(opts->flags & TXM_TX_JOIN);
+    t->owner = t->owns_sp || c->depth == 0 ? c->depth : c->levels[c->depth - 1]->owner;
     t->active = true;
     txm__hooks_init(&t->on_commit);
     txm__hooks_init(&t->on_rollback);
@@ -543,6 +598,11 @@ static void pop(txm_conn *c)
     txm_tx *t = top(c);
     t->active = false;
     c->depth--;
+    /* The cached stack summaries forget the level that ended (see txm_conn). */
+    if (c->failed_at > c->depth)
+        c->failed_at = 0;
+    if (c->unsent > c->depth)
+        c->unsent = c->depth;
 }
 
 static int rollback_top(txm_conn *c);
