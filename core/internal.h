@@ -177,10 +177,28 @@ typedef struct txm_hook_list {
     txm_hook **tail;
     size_t count;
 } txm_hook_list;
-TXM_INTERNAL void txm__hooks_init(txm_hook_list *l);
+/* Inline: every level initialises two lists and moves or discards them, almost always empty. */
+static inline void txm__hooks_init(txm_hook_list *l)
+{
+    l->head = NULL;
+    l->tail = &l->head;
+    l->count = 0;
+}
 TXM_INTERNAL int txm__hooks_push(txm_hook_list *l, txm_hook_cb fn, void *payload, void (*free_payload)(void *));
-TXM_INTERNAL void txm__hooks_append(txm_hook_list *dst, txm_hook_list *src); /* moves; src becomes empty */
-TXM_INTERNAL void txm__hooks_discard(txm_hook_list *l);                     /* frees payloads */
+TXM_INTERNAL void txm__hooks_move(txm_hook_list *dst, txm_hook_list *src);
+TXM_INTERNAL void txm__hooks_free_all(txm_hook_list *l);
+/* Moves; src becomes empty. */
+static inline void txm__hooks_append(txm_hook_list *dst, txm_hook_list *src)
+{
+    if (src->head)
+        txm__hooks_move(dst, src);
+}
+/* Frees the hooks and their payloads; the list becomes empty. */
+static inline void txm__hooks_discard(txm_hook_list *l)
+{
+    if (l->head)
+        txm__hooks_free_all(l);
+}
 TXM_INTERNAL txm_hook *txm__hooks_pop(txm_hook_list *l);                       /* first hook, unlinked; NULL if empty */
 TXM_INTERNAL void txm__hooks_prepend(txm_hook_list *dst, txm_hook_list *src); /* moves src in front of dst */
 

@@ -504,15 +504,17 @@ static int begin_level(txm_tx **out, txm_conn *c, const txm_tx_options *opts)
     txm_tx_options loaded;
     int rc;
 
-    if (!opts)
-        opts = &def;
-    if ((rc = tx_options_load(&loaded, opts, "txm_begin")) != 0)
-        return rc;
-    opts = &loaded;
-    if (opts->flags & ~(unsigned)(TXM_TX_DURABLE | TXM_TX_JOIN | TXM_TX_READ_ONLY | TXM_TX_DEFERRABLE))
-        return txm__err(TXM_EINVALID, "txm_begin: unknown flags 0x%x", opts->flags);
-    if ((unsigned)opts->isolation > (unsigned)TXM_ISOLATION_SERIALIZABLE)
-        return txm__err(TXM_EINVALID, "txm_begin: unknown isolation level %d", (int)opts->isolation);
+    if (!opts) {
+        opts = &def; /* the defaults are valid: no copy, no checks (the common case) */
+    } else {
+        if ((rc = tx_options_load(&loaded, opts, "txm_begin")) != 0)
+            return rc;
+        opts = &loaded;
+        if (opts->flags & ~(unsigned)(TXM_TX_DURABLE | TXM_TX_JOIN | TXM_TX_READ_ONLY | TXM_TX_DEFERRABLE))
+            return txm__err(TXM_EINVALID, "txm_begin: unknown flags 0x%x", opts->flags);
+        if ((unsigned)opts->isolation > (unsigned)TXM_ISOLATION_SERIALIZABLE)
+            return txm__err(TXM_EINVALID, "txm_begin: unknown isolation level %d", (int)opts->isolation);
+    }
     user_outermost = c->depth == user_base(c);
     if ((opts->flags & TXM_TX_JOIN) && user_outermost)
         return txm__err(TXM_EMISUSE, "txm_begin: TXM_TX_JOIN needs an enclosing level to join, but none is open");
