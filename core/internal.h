@@ -276,8 +276,23 @@ struct txm_conn {
  * with TXM_EMISUSE naming `who` once txm_close was requested; leave returns rc and, when the
  * outermost call on a connection whose close was requested from inside it ends, closes it
  * (keeping the thread's error record). */
-TXM_INTERNAL int txm__enter(txm_conn *c, const char *who);
-TXM_INTERNAL int txm__leave(txm_conn *c, int rc);
+TXM_INTERNAL int txm__enter_closing(const char *who);
+TXM_INTERNAL int txm__leave_slow(txm_conn *c, int rc);
+/* Inline: they bracket every call; the rare cases (closing, late columns) are out of line. */
+static inline int txm__enter(txm_conn *c, const char *who)
+{
+    if (c->closing)
+        return txm__enter_closing(who);
+    c->busy++;
+    return 0;
+}
+static inline int txm__leave(txm_conn *c, int rc)
+{
+    --c->busy;
+    if (c->nlate || (c->busy == 0 && c->closing))
+        return txm__leave_slow(c, rc);
+    return rc;
+}
 /* Runs fn(c) and restores the thread's error record and its cause afterwards. Not inlined: the two
  * 2.4 KB records it needs stay off the stack of its callers (txm_atomic bodies nest deeply). */
 TXM_INTERNAL __attribute__((noinline)) void txm__keeping_error(txm_conn *c, void (*fn)(txm_conn *c));
