@@ -290,8 +290,9 @@ static void count_ops(txm_conn *c, const txm_op *ops, size_t sent)
     }
 }
 
-/* Runs ops through the driver and accounts for them. */
-static int drive(txm_conn *c, txm_op *ops, size_t n, size_t *completed)
+/* Runs ops through the driver and accounts for them. With st, also asks the driver for the
+ * server's transaction status afterwards (as server_status, in the same scrubbing scope). */
+static int drive_status(txm_conn *c, txm_op *ops, size_t n, size_t *completed, txm_tx_status *st)
 {
     txm_run_result res;
     const txm_url *scope;
@@ -299,6 +300,10 @@ static int drive(txm_conn *c, txm_op *ops, size_t n, size_t *completed)
     memset(&res, 0, sizeof res);
     scope = txm__scrub_scope(c->url);
     rc = c->drv->run(c->dc, ops, n, &res);
+    if (st)
+        *st = c->broken || rc == TXM_ECONNECTION || rc == TXM_ECOMMIT_UNKNOWN || !c->drv->tx_status
+                  ? TXM_TXS_UNKNOWN
+                  : c->drv->tx_status(c->dc);
     txm__scrub_scope(scope);
     if (rc == 0)
         res.completed = n;
@@ -312,6 +317,11 @@ static int drive(txm_conn *c, txm_op *ops, size_t n, size_t *completed)
         c->broken = true;
     *completed = res.completed;
     return rc;
+}
+
+static int drive(txm_conn *c, txm_op *ops, size_t n, size_t *completed)
+{
+    return drive_status(c, ops, n, completed, NULL);
 }
 
 static txm_tx_status server_status(txm_conn *c)
@@ -421,7 +431,7 @@ int txm__run_app_ops(txm_conn *c, txm_op *app, size_t napp, bool commit, size_t 
     if (commit)
         c->ops[n++] = ctl_op(TXM_OP_COMMIT, 0, NULL);
 
-    rc = drive(c, c->ops, n, &completed);
+    rc = drive_status(c, c->ops, n, &completed, &st);
     memcpy(app, c->ops + app_idx, napp * sizeof *app); /* affected counts, sinks */
     if (rc != 0 && failed && completed >= app_idx)
         *failed = completed - app_idx < napp ? completed - app_idx : napp;
@@ -441,7 +451,6 @@ int txm__run_app_ops(txm_conn *c, txm_op *app, size_t napp, bool commit, size_t 
     if (commit && rc == 0)
         c->server_in_tx = false; /* the COMMIT at the end of the run took effect */
 
-    st = server_status(c);
     if (rc != 0) {
         const txm_error *err = txm_error_last();
         bool lost = (err->flags & TXM_ERRF_TX_LOST) != 0 || c->broken;
@@ -877,13 +886,13 @@ static int commit_level(txm_tx *tx)
     c->pending_release = 0;
     if (c->server_in_tx) {
         txm_op op = ctl_op(TXM_OP_COMMIT, 0, NULL);
+        txm_tx_status st;
         size_t done;
-        rc = drive(c, &op, 1, &done);
+        rc = drive_status(c, &op, 1, &done, &st);
         if (rc != 0)
             return commit_failed(c, tx, rc);
         c->server_in_tx = false;
         {
-            txm_tx_status st = server_status(c);
             if (st == TXM_TXS_ACTIVE || st == TXM_TXS_FAILED)
                 txm__log(c, TXM_LOG_WARN, "server still reports an open transaction after COMMIT");
         }
