@@ -260,6 +260,10 @@ static void count_ops(txm_conn *c, const txm_op *ops, size_t sent)
 {
     size_t i;
     for (i = 0; i < sent; i++) {
+        if (ops[i].kind == TXM_OP_STATEMENT) { /* the common op first */
+            c->stats.statements++;
+            continue;
+        }
         switch (ops[i].kind) {
         case TXM_OP_BEGIN:
             c->stats.begins++;
@@ -424,7 +428,10 @@ int txm__run_app_ops(txm_conn *c, txm_op *app, size_t napp, bool commit, size_t 
     if (autocommit_sp)
         c->ops[n++] = ctl_op(TXM_OP_SAVEPOINT, 1, NULL);
     app_idx = n;
-    memcpy(c->ops + n, app, napp * sizeof *app);
+    if (napp == 1)
+        c->ops[n] = app[0]; /* one statement (txm_exec, txm_query): a copy without a call */
+    else
+        memcpy(c->ops + n, app, napp * sizeof *app);
     n += napp;
     if (autocommit_sp)
         c->ops[n++] = ctl_op(TXM_OP_RELEASE, 1, NULL);
@@ -432,7 +439,10 @@ int txm__run_app_ops(txm_conn *c, txm_op *app, size_t napp, bool commit, size_t 
         c->ops[n++] = ctl_op(TXM_OP_COMMIT, 0, NULL);
 
     rc = drive_status(c, c->ops, n, &completed, &st);
-    memcpy(app, c->ops + app_idx, napp * sizeof *app); /* affected counts, sinks */
+    if (napp == 1)
+        app[0] = c->ops[app_idx]; /* affected counts, sinks */
+    else
+        memcpy(app, c->ops + app_idx, napp * sizeof *app);
     if (rc != 0 && failed && completed >= app_idx)
         *failed = completed - app_idx < napp ? completed - app_idx : napp;
 
