@@ -57,7 +57,14 @@ TXM_INTERNAL unsigned long txm__err_seq(void);
 /* The scrub scope: the URL whose secrets every error record set on this thread is scrubbed of
  * (txm__verr, txm_driver_error). The core sets it around every driver call and URL parse and
  * restores the previous one after: txm__scrub_scope(url) returns the previous scope. */
-TXM_INTERNAL const txm_url *txm__scrub_scope(const txm_url *url);
+TXM_INTERNAL extern _Thread_local const txm_url *txm__tls_scope;
+/* Inline: it brackets every driver call. */
+static inline const txm_url *txm__scrub_scope(const txm_url *url)
+{
+    const txm_url *prev = txm__tls_scope;
+    txm__tls_scope = url;
+    return prev;
+}
 /* Safe bounded copy; always NUL-terminates; "" for NULL src. */
 TXM_INTERNAL void txm__strlcpy(char *dst, const char *src, size_t size);
 
