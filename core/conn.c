@@ -160,15 +160,12 @@ int txm_open(txm_conn **out, const char *url, const txm_open_options *opts)
 
 /* ---- re-entry and closing ------------------------------------------------------------------ */
 
-int txm__enter(txm_conn *c, const char *who)
+int txm__enter_closing(const char *who)
 {
-    if (c->closing)
-        return txm__err(TXM_EMISUSE,
-                        "%s: the connection is closing (txm_close was called on it from a hook, body or callback "
-                        "of a txm call still running on it); no further call on it is possible",
-                        who);
-    c->busy++;
-    return 0;
+    return txm__err(TXM_EMISUSE,
+                    "%s: the connection is closing (txm_close was called on it from a hook, body or callback "
+                    "of a txm call still running on it); no further call on it is possible",
+                    who);
 }
 
 static void close_now(txm_conn *c)
@@ -244,9 +241,9 @@ static void apply_late(txm_conn *c)
         c->nlate = 0;
 }
 
-int txm__leave(txm_conn *c, int rc)
+/* txm__leave with late columns to apply or a close to carry out; busy is already decremented. */
+int txm__leave_slow(txm_conn *c, int rc)
 {
-    --c->busy;
     apply_late(c);
     if (c->busy == 0 && c->closing)
         txm__keeping_error(c, close_now); /* the call's result and error stand */

@@ -8,21 +8,14 @@ static _Thread_local txm_err_rec tls_err;
 static _Thread_local txm_err_rec tls_cause;
 static _Thread_local bool tls_ready;
 static _Thread_local unsigned long tls_seq;
-static _Thread_local const txm_url *tls_scope;
-
-const txm_url *txm__scrub_scope(const txm_url *url)
-{
-    const txm_url *prev = tls_scope;
-    tls_scope = url;
-    return prev;
-}
+_Thread_local const txm_url *txm__tls_scope; /* see txm__scrub_scope */
 
 /* A driver-supplied field into the record, scrubbed in scope. A source as long as the field may
  * have been cut by the driver: its tail is checked for the start of a secret. */
 static void put_field(char *dst, const char *src, size_t size)
 {
-    if (tls_scope)
-        txm__scrub(tls_scope, dst, size, src, src && strlen(src) + 4 >= size);
+    if (txm__tls_scope)
+        txm__scrub(txm__tls_scope, dst, size, src, src && strlen(src) + 4 >= size);
     else
         txm__strlcpy(dst, src, size);
 }
@@ -113,12 +106,12 @@ int txm__verr(int code, const char *fmt, va_list ap)
     txm_err_rec *r = txm__err_tls();
     txm__err_init(r);
     r->pub.code = code;
-    if (fmt && tls_scope) {
+    if (fmt && txm__tls_scope) {
         /* Formatted in full first: a secret cut by the message bound would escape a scrub of the
          * bounded text (only its tail is checked). */
         char tmp[TXM_ERR_MSG_MAX * 4];
         int w = vsnprintf(tmp, sizeof tmp, fmt, ap);
-        txm__scrub(tls_scope, r->message, sizeof r->message, w < 0 ? "" : tmp, w < 0 || (size_t)w >= sizeof tmp);
+        txm__scrub(txm__tls_scope, r->message, sizeof r->message, w < 0 ? "" : tmp, w < 0 || (size_t)w >= sizeof tmp);
     } else if (fmt) {
         vsnprintf(r->message, sizeof r->message, fmt, ap);
     } else

@@ -3,13 +3,6 @@
  * is tx.c's job (run_hooks): it needs the connection's state. */
 #include "internal.h"
 
-void txm__hooks_init(txm_hook_list *l)
-{
-    l->head = NULL;
-    l->tail = &l->head;
-    l->count = 0;
-}
-
 int txm__hooks_push(txm_hook_list *l, txm_hook_cb fn, void *payload, void (*free_payload)(void *))
 {
     txm_hook *h = txm__malloc(sizeof *h);
@@ -25,17 +18,15 @@ int txm__hooks_push(txm_hook_list *l, txm_hook_cb fn, void *payload, void (*free
     return 0;
 }
 
-void txm__hooks_append(txm_hook_list *dst, txm_hook_list *src)
+void txm__hooks_move(txm_hook_list *dst, txm_hook_list *src)
 {
-    if (!src->head)
-        return;
     *dst->tail = src->head;
     dst->tail = src->tail;
     dst->count += src->count;
     txm__hooks_init(src);
 }
 
-void txm__hooks_discard(txm_hook_list *l)
+void txm__hooks_free_all(txm_hook_list *l)
 {
     txm_hook *h = l->head;
     txm__hooks_init(l);

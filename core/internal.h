@@ -57,7 +57,14 @@ TXM_INTERNAL unsigned long txm__err_seq(void);
 /* The scrub scope: the URL whose secrets every error record set on this thread is scrubbed of
  * (txm__verr, txm_driver_error). The core sets it around every driver call and URL parse and
  * restores the previous one after: txm__scrub_scope(url) returns the previous scope. */
-TXM_INTERNAL const txm_url *txm__scrub_scope(const txm_url *url);
+TXM_INTERNAL extern _Thread_local const txm_url *txm__tls_scope;
+/* Inline: it brackets every driver call. */
+static inline const txm_url *txm__scrub_scope(const txm_url *url)
+{
+    const txm_url *prev = txm__tls_scope;
+    txm__tls_scope = url;
+    return prev;
+}
 /* Safe bounded copy; always NUL-terminates; "" for NULL src. */
 TXM_INTERNAL void txm__strlcpy(char *dst, const char *src, size_t size);
 
@@ -177,10 +184,28 @@ typedef struct txm_hook_list {
     txm_hook **tail;
     size_t count;
 } txm_hook_list;
-TXM_INTERNAL void txm__hooks_init(txm_hook_list *l);
+/* Inline: every level initialises two lists and moves or discards them, almost always empty. */
+static inline void txm__hooks_init(txm_hook_list *l)
+{
+    l->head = NULL;
+    l->tail = &l->head;
+    l->count = 0;
+}
 TXM_INTERNAL int txm__hooks_push(txm_hook_list *l, txm_hook_cb fn, void *payload, void (*free_payload)(void *));
-TXM_INTERNAL void txm__hooks_append(txm_hook_list *dst, txm_hook_list *src); /* moves; src becomes empty */
-TXM_INTERNAL void txm__hooks_discard(txm_hook_list *l);                     /* frees payloads */
+TXM_INTERNAL void txm__hooks_move(txm_hook_list *dst, txm_hook_list *src);
+TXM_INTERNAL void txm__hooks_free_all(txm_hook_list *l);
+/* Moves; src becomes empty. */
+static inline void txm__hooks_append(txm_hook_list *dst, txm_hook_list *src)
+{
+    if (src->head)
+        txm__hooks_move(dst, src);
+}
+/* Frees the hooks and their payloads; the list becomes empty. */
+static inline void txm__hooks_discard(txm_hook_list *l)
+{
+    if (l->head)
+        txm__hooks_free_all(l);
+}
 TXM_INTERNAL txm_hook *txm__hooks_pop(txm_hook_list *l);                       /* first hook, unlinked; NULL if empty */
 TXM_INTERNAL void txm__hooks_prepend(txm_hook_list *dst, txm_hook_list *src); /* moves src in front of dst */
 
@@ -258,8 +283,23 @@ struct txm_conn {
  * with TXM_EMISUSE naming `who` once txm_close was requested; leave returns rc and, when the
  * outermost call on a connection whose close was requested from inside it ends, closes it
  * (keeping the thread's error record). */
-TXM_INTERNAL int txm__enter(txm_conn *c, const char *who);
-TXM_INTERNAL int txm__leave(txm_conn *c, int rc);
+TXM_INTERNAL int txm__enter_closing(const char *who);
+TXM_INTERNAL int txm__leave_slow(txm_conn *c, int rc);
+/* Inline: they bracket every call; the rare cases (closing, late columns) are out of line. */
+static inline int txm__enter(txm_conn *c, const char *who)
+{
+    if (c->closing)
+        return txm__enter_closing(who);
+    c->busy++;
+    return 0;
+}
+static inline int txm__leave(txm_conn *c, int rc)
+{
+    --c->busy;
+    if (c->nlate || (c->busy == 0 && c->closing))
+        return txm__leave_slow(c, rc);
+    return rc;
+}
 /* Runs fn(c) and restores the thread's error record and its cause afterwards. Not inlined: the two
  * 2.4 KB records it needs stay off the stack of its callers (txm_atomic bodies nest deeply). */
 TXM_INTERNAL __attribute__((noinline)) void txm__keeping_error(txm_conn *c, void (*fn)(txm_conn *c));

@@ -119,13 +119,25 @@ int txm__sql_analyze(txm_conn *c, const char *who, const char *sql, txm_sql_anal
 {
     const char *kw;
     char *rw = NULL;
-    size_t len = strlen(sql), count = 0;
-    txm_sql_entry *e;
+    size_t len, count = 0;
+    txm_sql_entry *e = NULL;
     int rc;
 
     ref->pin = NULL;
     ref->heap = NULL;
-    e = find(&c->sql_cache, sql, len);
+    /* The previous hit first, compared with strcmp: the key is a NUL-terminated copy of a text
+     * without NULs, so equal strings are the same text, and its length needs no strlen of sql. */
+    if (c->sql_cache.last < c->sql_cache.len) {
+        e = &c->sql_cache.e[c->sql_cache.last];
+        if (e->sql && strcmp(e->sql, sql) == 0)
+            len = e->len;
+        else
+            e = NULL;
+    }
+    if (!e) {
+        len = strlen(sql);
+        e = find(&c->sql_cache, sql, len);
+    }
     if (e) {
         e->used = ++c->sql_cache.tick;
         e->pins++;

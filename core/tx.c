@@ -260,6 +260,10 @@ static void count_ops(txm_conn *c, const txm_op *ops, size_t sent)
 {
     size_t i;
     for (i = 0; i < sent; i++) {
+        if (ops[i].kind == TXM_OP_STATEMENT) { /* the common op first */
+            c->stats.statements++;
+            continue;
+        }
         switch (ops[i].kind) {
         case TXM_OP_BEGIN:
             c->stats.begins++;
@@ -290,8 +294,9 @@ static void count_ops(txm_conn *c, const txm_op *ops, size_t sent)
     }
 }
 
-/* Runs ops through the driver and accounts for them. */
-static int drive(txm_conn *c, txm_op *ops, size_t n, size_t *completed)
+/* Runs ops through the driver and accounts for them. With st, also asks the driver for the
+ * server's transaction status afterwards (as server_status, in the same scrubbing scope). */
+static int drive_status(txm_conn *c, txm_op *ops, size_t n, size_t *completed, txm_tx_status *st)
 {
     txm_run_result res;
     const txm_url *scope;
@@ -299,6 +304,10 @@ static int drive(txm_conn *c, txm_op *ops, size_t n, size_t *completed)
     memset(&res, 0, sizeof res);
     scope = txm__scrub_scope(c->url);
     rc = c->drv->run(c->dc, ops, n, &res);
+    if (st)
+        *st = c->broken || rc == TXM_ECONNECTION || rc == TXM_ECOMMIT_UNKNOWN || !c->drv->tx_status
+                  ? TXM_TXS_UNKNOWN
+                  : c->drv->tx_status(c->dc);
     txm__scrub_scope(scope);
     if (rc == 0)
         res.completed = n;
@@ -312,6 +321,11 @@ static int drive(txm_conn *c, txm_op *ops, size_t n, size_t *completed)
         c->broken = true;
     *completed = res.completed;
     return rc;
+}
+
+static int drive(txm_conn *c, txm_op *ops, size_t n, size_t *completed)
+{
+    return drive_status(c, ops, n, completed, NULL);
 }
 
 static txm_tx_status server_status(txm_conn *c)
@@ -414,15 +428,21 @@ int txm__run_app_ops(txm_conn *c, txm_op *app, size_t napp, bool commit, size_t 
     if (autocommit_sp)
         c->ops[n++] = ctl_op(TXM_OP_SAVEPOINT, 1, NULL);
     app_idx = n;
-    memcpy(c->ops + n, app, napp * sizeof *app);
+    if (napp == 1)
+        c->ops[n] = app[0]; /* one statement (txm_exec, txm_query): a copy without a call */
+    else
+        memcpy(c->ops + n, app, napp * sizeof *app);
     n += napp;
     if (autocommit_sp)
         c->ops[n++] = ctl_op(TXM_OP_RELEASE, 1, NULL);
     if (commit)
         c->ops[n++] = ctl_op(TXM_OP_COMMIT, 0, NULL);
 
-    rc = drive(c, c->ops, n, &completed);
-    memcpy(app, c->ops + app_idx, napp * sizeof *app); /* affected counts, sinks */
+    rc = drive_status(c, c->ops, n, &completed, &st);
+    if (napp == 1)
+        app[0] = c->ops[app_idx]; /* affected counts, sinks */
+    else
+        memcpy(app, c->ops + app_idx, napp * sizeof *app);
     if (rc != 0 && failed && completed >= app_idx)
         *failed = completed - app_idx < napp ? completed - app_idx : napp;
 
@@ -441,7 +461,6 @@ int txm__run_app_ops(txm_conn *c, txm_op *app, size_t napp, bool commit, size_t 
     if (commit && rc == 0)
         c->server_in_tx = false; /* the COMMIT at the end of the run took effect */
 
-    st = server_status(c);
     if (rc != 0) {
         const txm_error *err = txm_error_last();
         bool lost = (err->flags & TXM_ERRF_TX_LOST) != 0 || c->broken;
@@ -504,15 +523,17 @@ static int begin_level(txm_tx **out, txm_conn *c, const txm_tx_options *opts)
     txm_tx_options loaded;
     int rc;
 
-    if (!opts)
-        opts = &def;
-    if ((rc = tx_options_load(&loaded, opts, "txm_begin")) != 0)
-        return rc;
-    opts = &loaded;
-    if (opts->flags & ~(unsigned)(TXM_TX_DURABLE | TXM_TX_JOIN | TXM_TX_READ_ONLY | TXM_TX_DEFERRABLE))
-        return txm__err(TXM_EINVALID, "txm_begin: unknown flags 0x%x", opts->flags);
-    if ((unsigned)opts->isolation > (unsigned)TXM_ISOLATION_SERIALIZABLE)
-        return txm__err(TXM_EINVALID, "txm_begin: unknown isolation level %d", (int)opts->isolation);
+    if (!opts) {
+        opts = &def; /* the defaults are valid: no copy, no checks (the common case) */
+    } else {
+        if ((rc = tx_options_load(&loaded, opts, "txm_begin")) != 0)
+            return rc;
+        opts = &loaded;
+        if (opts->flags & ~(unsigned)(TXM_TX_DURABLE | TXM_TX_JOIN | TXM_TX_READ_ONLY | TXM_TX_DEFERRABLE))
+            return txm__err(TXM_EINVALID, "txm_begin: unknown flags 0x%x", opts->flags);
+        if ((unsigned)opts->isolation > (unsigned)TXM_ISOLATION_SERIALIZABLE)
+            return txm__err(TXM_EINVALID, "txm_begin: unknown isolation level %d", (int)opts->isolation);
+    }
     user_outermost = c->depth == user_base(c);
     if ((opts->flags & TXM_TX_JOIN) && user_outermost)
         return txm__err(TXM_EMISUSE, "txm_begin: TXM_TX_JOIN needs an enclosing level to join, but none is open");
@@ -875,13 +896,13 @@ static int commit_level(txm_tx *tx)
     c->pending_release = 0;
     if (c->server_in_tx) {
         txm_op op = ctl_op(TXM_OP_COMMIT, 0, NULL);
+        txm_tx_status st;
         size_t done;
-        rc = drive(c, &op, 1, &done);
+        rc = drive_status(c, &op, 1, &done, &st);
         if (rc != 0)
             return commit_failed(c, tx, rc);
         c->server_in_tx = false;
         {
-            txm_tx_status st = server_status(c);
             if (st == TXM_TXS_ACTIVE || st == TXM_TXS_FAILED)
                 txm__log(c, TXM_LOG_WARN, "server still reports an open transaction after COMMIT");
         }

@@ -527,10 +527,8 @@ static void timeouts_end(sq_conn *c)
     c->stmt_timeout_ms = 0;
 }
 
-static void sync_tx_end(sq_conn *c)
+static __attribute__((noinline)) void tx_ended(sq_conn *c)
 {
-    if (!c->in_tx || !sqlite3_get_autocommit(c->db))
-        return;
     c->in_tx = false;
     timeouts_end(c);
     if (c->ro_tx) {
@@ -545,6 +543,13 @@ static void sync_tx_end(sq_conn *c)
             txm__err_copy(txm__err_tls(), &saved.pub);
         }
     }
+}
+
+/* After every op: the test inline, the rare end of a transaction out of line. */
+static inline void sync_tx_end(sq_conn *c)
+{
+    if (c->in_tx && sqlite3_get_autocommit(c->db))
+        tx_ended(c);
 }
 
 static int op_begin(sq_conn *c, const txm_op *op)
