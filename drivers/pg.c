@@ -718,7 +718,9 @@ static void stmt_prefix_init(pg_conn *pc)
         h *= 0x100000001b3u;
         h ^= h >> 29;
     }
-    snprintf(pc->stmt_prefix, sizeof pc->stmt_prefix, "txm_%08" PRIx32 "_", (uint32_t)(h ^ (h >> 32)));
+    /* All 64 bits: behind a pooler that lends server sessions, two clients whose prefixes collided
+     * would run each other's statements (a Bind of "BEGIN" finding another client's "COMMIT"). */
+    snprintf(pc->stmt_prefix, sizeof pc->stmt_prefix, "txm_%016" PRIx64 "_", h);
 }
 
 /* txm's own URL parameters (txm_*); libpq never sees them. */
@@ -1199,19 +1201,47 @@ static void prepare_result(pg_conn *pc, txm_op *ops, const pg_query *q, const PG
     }
 }
 
+/* Whether a failure of the cached statement s is certainly about txm's server copy, not about what
+ * the statement does: 0A000 is any "feature not supported" and 26000 any missing prepared
+ * statement (a function the statement calls may raise either), and treating those as a stale copy
+ * would re-run work that ran (a sequence, a session lock, a remote write) and empty the cache.
+ *  - stale: "cached plan must not change result type" is raised by the plan cache's revalidation
+ *    (RevalidateCachedQuery) at top level, with no PL/pgSQL or SQL-function CONTEXT;
+ *  - gone: the message names this statement's own name. */
+static bool copy_is_stale(const PGresult *res)
+{
+    const char *fn = PQresultErrorField(res, PG_DIAG_SOURCE_FUNCTION);
+    return fn && strcmp(fn, "RevalidateCachedQuery") == 0 && PQresultErrorField(res, PG_DIAG_CONTEXT) == NULL;
+}
+
+static bool copy_is_gone(const PGresult *res, const char *name)
+{
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *hit;
+    size_t len = strlen(name);
+    if (!primary || !len)
+        return false;
+    for (hit = strstr(primary, name); hit; hit = strstr(hit + 1, name))
+        if (hit > primary && hit[-1] == '"' && hit[len] == '"')
+            return true;
+    return false;
+}
+
 /* A cached statement's execution failed: when the server's copy is stale (0A000, "cached plan
- * must not change result type") or gone (26000), the entry is dropped (a stale one is
- * DEALLOCATEd later) so that the next execution prepares the current text afresh. */
+ * must not change result type") or gone (26000, naming txm's statement), the entry is dropped (a
+ * stale one is DEALLOCATEd later) so that the next execution prepares the current text afresh.
+ * Any other 0A000/26000 is the statement's own error: reported as it is, the entry kept. */
 static void stmt_failed(pg_conn *pc, const pg_query *q, const PGresult *res, pg_fail *f)
 {
     const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    pg_stmt *s;
-    bool stale = st && strcmp(st, "0A000") == 0, gone = st && strcmp(st, "26000") == 0;
+    pg_stmt *s = stmt_by_id(pc, q->stmt);
+    bool stale = st && strcmp(st, "0A000") == 0 && copy_is_stale(res);
+    bool gone = st && strcmp(st, "26000") == 0 && copy_is_gone(res, s ? s->name : pc->stmt_prefix);
     if (!stale && !gone)
         return;
     if (f->set && f->op == q->op && f->role == q->role)
         f->stale = true;
-    if ((s = stmt_by_id(pc, q->stmt)) == NULL)
+    if (!s)
         return;
     if (gone && s->state == PREP_READY) {
         /* A statement this session prepared has vanished, and the application ran no DISCARD ALL
@@ -1700,6 +1730,13 @@ static bool first_bool(const PGresult *res)
 
 static void col_result(pg_conn *pc, unsigned aux, const PGresult *res);
 
+/* A FATAL or PANIC from the server: the session ends with this result. */
+static bool result_is_fatal(const PGresult *res)
+{
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    return sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0);
+}
+
 /* Handles one result of query q. Failures go to *f (the first one wins). */
 static void handle(pg_conn *pc, txm_op *ops, const pg_query *q, const PGresult *res, pg_fail *f)
 {
@@ -1710,7 +1747,15 @@ static void handle(pg_conn *pc, txm_op *ops, const pg_query *q, const PGresult *
     }
     if (q->role == Q_DEALLOC) {
         /* Done, or refused (the name is gone): either way nothing is left to deallocate. Skipped
-         * or unanswered: it stays pending. Never a failure of the run. */
+         * or unanswered: it stays pending. Never a failure of the run, with one exception: a
+         * FATAL here (the session was terminated while idle: its FATAL waits on the socket and
+         * answers the flight's first query) ends the session before any op of the run was
+         * reached. It is recorded against op 0, so that a run carrying its COMMIT reports the
+         * connection lost (nothing ran), not "commit outcome unknown". */
+        if (PQresultStatus(res) == PGRES_FATAL_ERROR && !f->set && result_is_fatal(res)) {
+            fail_from_result(pc, f, 0, Q_MAIN, &ops[0], res);
+            return;
+        }
         if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_FATAL_ERROR)
             dealloc_done(pc, q->stmt);
         return;

@@ -525,3 +525,74 @@ Test(pg_cache, allocation_failure_runs_the_statement_unnamed)
     cr_assert_eq(prepared(c, items_insert_pg), 1, "the cache works once memory is back");
     txm_close(c);
 }
+
+/* A session terminated while idle, with a DEALLOCATE pending: its FATAL answers the cleanup
+ * segment at the front of the next flight, before any op of the run. A batch carrying its own
+ * BEGIN and COMMIT must report the connection lost (nothing ran; retryable), never "commit outcome
+ * unknown" for a transaction that certainly did not run. */
+Test(pg_cache, session_killed_with_a_deallocate_pending_is_a_lost_connection_not_an_unknown_commit)
+{
+    txm_conn *c, *k;
+    txm_batch_stmt st;
+    txm_value v = txm_int(7);
+    int64_t pid;
+    int i, r, rc;
+    char sql[64];
+    NEED_PG();
+    c = open_with("txm_statement_cache=2");
+    k = open_with(NULL);
+    items_table(c, "pgsc_items_killdealloc");
+    /* Three statements, each prepared on its second use, in a 2-entry cache. */
+    for (i = 0; i < 3; i++) {
+        snprintf(sql, sizeof sql, "SELECT ?::int8 + %d", i);
+        for (r = 0; r < 2; r++)
+            cr_assert_eq(q_p(c, sql, r), r + i);
+    }
+    /* The last flight before the kill: this new text's entry evicts a prepared one, whose
+     * DEALLOCATE waits for the next flight. */
+    pid = q1(c, "SELECT pg_backend_pid()");
+    cr_assert_eq(q_p(k, "SELECT pg_terminate_backend(?::int)::int", pid), 1);
+    for (i = 0; i < 2000 && q_p(k, "SELECT count(*) FROM pg_stat_activity WHERE pid = ?", pid) > 0; i++) {
+        struct timespec ts = {0, 5000000L};
+        nanosleep(&ts, NULL);
+    }
+    memset(&st, 0, sizeof st);
+    st.sql = items_insert;
+    st.params = &v;
+    st.nparams = 1;
+    rc = txm_batch(c, &st, 1, NULL);
+    cr_assert_eq(rc, TXM_ECONNECTION, "got %s: %s", txm_err_name(rc), txm_error_last()->message);
+    OK(txm_reconnect(c));
+    cr_assert_eq(items_q(c, "count(*)"), 0, "nothing ran");
+    txm_close(k);
+    txm_close(c);
+}
+
+/* 0A000 and 26000 raised by what a cached statement does (here a function) are the statement's
+ * own errors: reported once, never taken for a stale server copy and re-run (the function's
+ * non-transactional work, a sequence step, would happen twice). */
+Test(pg_cache, a_statement_raising_0a000_or_26000_itself_is_not_rerun)
+{
+    txm_conn *c;
+    int rc, i;
+    static const char *const codes[] = {"0A000", "26000"};
+    NEED_PG();
+    c = open_with(NULL);
+    x(c, "DROP SEQUENCE IF EXISTS pgsc_rerun_seq");
+    x(c, "CREATE SEQUENCE pgsc_rerun_seq");
+    x(c, "CREATE OR REPLACE FUNCTION pgsc_rerun_fn(code text) RETURNS int LANGUAGE plpgsql AS $$ "
+         "BEGIN PERFORM nextval('pgsc_rerun_seq'); RAISE EXCEPTION 'raised by the function' USING ERRCODE = code; "
+         "END $$");
+    for (i = 0; i < 6; i++) {
+        txm_value p = txm_text(codes[i % 2]);
+        int64_t before = q1(c, "SELECT last_value + CASE WHEN is_called THEN 0 ELSE -1 END FROM pgsc_rerun_seq");
+        int64_t v = 0;
+        rc = txm_query_i64(c, &v, "SELECT pgsc_rerun_fn(?)", &p, 1);
+        cr_assert_neq(rc, 0);
+        cr_assert_str_eq(txm_error_last()->sqlstate, codes[i % 2]);
+        cr_assert_eq(q1(c, "SELECT last_value + CASE WHEN is_called THEN 0 ELSE -1 END FROM pgsc_rerun_seq"),
+                     before + 1, "execution %d ran the function once", i);
+    }
+    cr_assert_eq(prepared(c, "SELECT pgsc_rerun_fn($1)"), 1, "the entry stays: the server's copy was fine");
+    txm_close(c);
+}
