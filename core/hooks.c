@@ -20,6 +20,8 @@ int txm__hooks_push(txm_hook_list *l, txm_hook_cb fn, void *payload, void (*free
 
 void txm__hooks_move(txm_hook_list *dst, txm_hook_list *src)
 {
+    if (!src->head)
+        return; /* dst->tail must never point into src (txm__hooks_append tests this first too) */
     *dst->tail = src->head;
     dst->tail = src->tail;
     dst->count += src->count;
