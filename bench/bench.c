@@ -65,6 +65,19 @@ int bench_selected(const char *list, const char *name)
     return 0;
 }
 
+int bench_skip_shared(const bench_engine *e)
+{
+    if (e->skip[0] || e->no_txm[0]) {
+        printf("   %-11s skipped: %s\n", e->name, e->skip[0] ? e->skip : e->no_txm);
+        return 1;
+    }
+    if (!e->shared_db) {
+        printf("   %-11s skipped: every :memory: connection is a database of its own\n", e->name);
+        return 1;
+    }
+    return 0;
+}
+
 const char *bench_txm_err(char *buf, size_t size)
 {
     const txm_error *e = txm_error_last();

@@ -185,6 +185,10 @@ int bench_selected(const char *list, const char *name);
 /* Opens a txm connection to e (and runs sqlite-file's PRAGMA synchronous=OFF). Returns 0 or a
  * txm code with err filled. */
 int bench_txm_open(txm_conn **out, const bench_engine *e, char *err, size_t errsz);
+/* For groups that need several connections to one database: prints why e is skipped (not
+ * measured, no txm driver, or :memory:, where every connection is a database of its own) and
+ * returns 1; 0 if e can run. */
+int bench_skip_shared(const bench_engine *e);
 /* "CODE: message" of the calling thread's last txm error. */
 const char *bench_txm_err(char *buf, size_t size);
 

@@ -298,14 +298,8 @@ int bench_group_contention(const bench_opts *o, bench_engine *engines, size_t n)
            "p99 ms", "max ms", "tx/s", "attempts");
     for (i = 0; i < n; i++) {
         bench_engine *e = &engines[i];
-        if (e->skip[0] || e->no_txm[0]) {
-            printf("   %-11s skipped: %s\n", e->name, e->skip[0] ? e->skip : e->no_txm);
+        if (bench_skip_shared(e))
             continue;
-        }
-        if (!e->shared_db) {
-            printf("   %-11s skipped: every :memory: connection is a database of its own\n", e->name);
-            continue;
-        }
         for (j = 0; j < np; j++)
             for (k = 0; k < nw; k++)
                 run_config(e, &pv[j], wv[k], total);

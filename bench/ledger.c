@@ -582,14 +582,8 @@ int bench_group_ledger(const bench_opts *o, bench_engine *engines, size_t n)
            "#   balance is not the previous one's + amount (lost updates), checked after every run.\n");
     for (i = 0; i < n; i++) {
         bench_engine *e = &engines[i];
-        if (e->skip[0] || e->no_txm[0]) {
-            printf("   %-11s skipped: %s\n", e->name, e->skip[0] ? e->skip : e->no_txm);
+        if (bench_skip_shared(e))
             continue;
-        }
-        if (!e->shared_db) {
-            printf("   %-11s skipped: every :memory: connection is a database of its own\n", e->name);
-            continue;
-        }
         if (run_engine(o, e, wv, nw) != 0)
             rc = 1;
     }
